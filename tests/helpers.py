@@ -1,0 +1,53 @@
+"""Helpers for building conflicts on a real CouchDB-API server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from couchfarm.couch import CouchClient
+
+
+def rev_hash(seed: str) -> str:
+    return hashlib.md5(seed.encode()).hexdigest()
+
+
+def make_conflict(
+    client: CouchClient,
+    db: str,
+    doc_id: str,
+    leaves: list[dict[str, Any]],
+    *,
+    base: dict[str, Any] | None = None,
+    deleted: int = 0,
+    generation: int = 2,
+) -> list[str]:
+    """Write ``len(leaves)`` live leaves (and ``deleted`` deleted ones) of ``doc_id`` that all descend
+    from one common ancestor at generation ``generation - 1`` whose body is ``base``; returns the
+    live leaf revs. Uses ``_bulk_docs`` with ``new_edits:false`` and ``_revisions``.
+    """
+    base_hash = rev_hash(f"{doc_id}:base")
+    docs: list[dict[str, Any]] = []
+    if base is not None:
+        docs.append({**base, "_id": doc_id, "_rev": f"{generation - 1}-{base_hash}",
+                     "_revisions": {"start": generation - 1, "ids": [base_hash]}})  # fmt: skip
+    revs = []
+    for i, body in enumerate(leaves):
+        h = rev_hash(f"{doc_id}:{i}:{json.dumps(body, sort_keys=True)}")
+        docs.append({**body, "_id": doc_id, "_rev": f"{generation}-{h}",
+                     "_revisions": {"start": generation, "ids": [h, base_hash]}})  # fmt: skip
+        revs.append(f"{generation}-{h}")
+    for j in range(deleted):
+        h = rev_hash(f"{doc_id}:deleted:{j}")
+        docs.append({"_id": doc_id, "_rev": f"{generation}-{h}", "_deleted": True,
+                     "_revisions": {"start": generation, "ids": [h, base_hash]}})  # fmt: skip
+    client.create_db(db)
+    results = client.bulk_docs(db, docs, new_edits=False)
+    bad = [r for r in results if not r.ok]
+    assert not bad, bad
+    return revs
+
+
+def live_leaves(client: CouchClient, db: str, doc_id: str) -> list[dict[str, Any]]:
+    return [d for d in client.open_revs(db, doc_id) if not d.get("_deleted")]

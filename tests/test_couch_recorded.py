@@ -1,0 +1,86 @@
+"""Parsing of responses recorded from a real CouchDB 3.4.3 (what pouchdb-server cannot show)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from couchfarm.couch import match_bulk_results, parse_bulk_get
+from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, parse_continuous_line
+
+FIXTURES = Path(__file__).parent / "fixtures" / "couchdb"
+
+
+def exchanges(name: str) -> list[dict[str, Any]]:
+    return json.loads((FIXTURES / name).read_text())["exchanges"]
+
+
+def find(name: str, path_start: str, method: str = "GET") -> dict[str, Any]:
+    return next(
+        e for e in exchanges(name) if e["request"]["method"] == method and e["request"]["path"] == path_start
+    )
+
+
+def test_opaque_string_seqs_and_pending() -> None:
+    page = ChangesPage.parse(find("02_changes_feed.json", "/rec_chg/_changes?limit=0")["response"]["body"])
+    assert isinstance(page.last_seq, str) and page.last_seq.startswith("0-g1AA") and page.pending == 4
+    full = ChangesPage.parse(find("02_changes_feed.json", "/rec_chg/_changes")["response"]["body"])
+    assert all(isinstance(r.seq, str) for r in full.results)
+
+
+def test_all_docs_style_lists_every_leaf() -> None:
+    body = next(
+        e["response"]["body"]
+        for e in exchanges("02_changes_feed.json")
+        if "filter=_doc_ids&style=all_docs" in e["request"]["path"]
+    )
+    row = ChangesPage.parse(body).results[0]
+    assert set(row.revs) == {"2-eee", "2-bbb", "2-abc", "3-ddd"}
+    assert set(row.conflicts) == {"2-bbb", "2-abc"}
+
+
+def test_continuous_stream_with_final_line() -> None:
+    raw = find("02_changes_feed.json", "/rec_chg/_changes?feed=continuous&timeout=2000")["response"]["body"]
+    splitter = LineSplitter()
+    items = [parse_continuous_line(line) for line in splitter.feed(raw.encode() + b"\n")]
+    assert isinstance(items[-1], FeedEnd) and isinstance(items[-1].last_seq, str)
+    assert items[-1].pending is not None
+    assert all(isinstance(i, ChangeRow) for i in items[:-1])
+
+
+def test_longpoll_timeout_body_with_heartbeat_newlines() -> None:
+    raw = find("02_changes_feed.json", "/rec_chg/_changes?feed=longpoll&timeout=1000&since=now")
+    page = ChangesPage.parse(json.loads(raw["response"]["body"]))
+    assert page.results == [] and page.pending == 0
+
+
+def test_bulk_get_every_leaf_and_error_entries() -> None:
+    body = find("03_bulk_get.json", "/rec_bg/_bulk_get", "POST")["response"]["body"]
+    leaves = parse_bulk_get(body, ["a"])
+    assert {d["_rev"] for d in leaves["a"]} == {"2-abc", "2-bbb", "3-ddd", "2-eee"}
+    missing = next(
+        e["response"]["body"]
+        for e in exchanges("03_bulk_get.json")
+        if e["request"].get("body") == {"docs": [{"id": "nope"}]}
+    )
+    assert parse_bulk_get(missing, ["nope"]) == {"nope": []}
+
+
+def test_bulk_docs_results_in_request_order_and_new_edits_false_errors() -> None:
+    for e in exchanges("05_bulk_docs_mixed_results.json"):
+        req, resp = e["request"], e["response"]
+        if (
+            not req["path"].endswith("_bulk_docs")
+            or resp["status"] != 201
+            or not isinstance(req["body"], dict)
+        ):
+            continue
+        docs = req["body"]["docs"]
+        results = match_bulk_results(docs, resp["body"], missing_ok=req["body"].get("new_edits") is False)
+        assert len(results) == len(docs)
+        for doc, res in zip(docs, results, strict=True):
+            assert res.id == doc.get("_id", res.id)
+            assert res.kind in {"ok", "conflict", "forbidden", "unauthorized", "other"}
+        kinds = {r.kind for r in results}
+        assert kinds & {"conflict", "forbidden", "unauthorized", "other"} or all(r.ok for r in results)

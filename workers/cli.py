@@ -1,0 +1,43 @@
+"""The ``couchfarm`` command line: one group, subcommands registered from small modules."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from couchfarm.errors import ConfigError, FarmError
+from workers.cli_common import CONTEXT
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="couchfarm")
+def cli() -> None:
+    """couchfarm resolves CouchDB replication conflicts continuously and safely."""
+
+
+def _register() -> None:
+    from workers import cli_scan
+
+    cli.add_command(cli_scan.scan)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: configuration errors and farm errors end with a clear message, not a trace."""
+    _register()
+    try:
+        cli.main(args=argv, prog_name="couchfarm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ConfigError as exc:
+        click.echo(f"couchfarm: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except FarmError as exc:
+        click.echo(f"couchfarm: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
