@@ -9,11 +9,13 @@ works on both and says so in a debug log (see ../shared/COUCHDB.md).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -174,6 +176,23 @@ class CouchClient:
         results = self.http.request("POST", f"{quote_id(db)}/_bulk_docs", body=body).json()
         return match_bulk_results(docs, results, missing_ok=not new_edits)
 
+    def get_attachment(self, db: str, doc_id: str, name: str, rev: str) -> tuple[bytes, str]:
+        """``GET /{db}/{id}/{name}?rev=``: the raw bytes and their content type; 404 ``NotFound``."""
+        resp = self.http.request(
+            "GET", _attachment_path(db, doc_id, name), params={"rev": rev}, headers={"Accept": "*/*"}
+        )
+        return resp.content, resp.headers.get("Content-Type", "application/octet-stream")
+
+    def all_docs(self, db: str, **params: Any) -> list[dict[str, Any]]:
+        """``GET /{db}/_all_docs`` rows (``startkey``/``endkey``/``include_docs``... JSON-encoded)."""
+        for key in ("startkey", "endkey", "key"):
+            if key in params:
+                params[key] = json.dumps(params[key])
+        rows: list[dict[str, Any]] = self.http.request(
+            "GET", f"{quote_id(db)}/_all_docs", params=params
+        ).json()["rows"]
+        return rows
+
     # -- _local documents -----------------------------------------------------------------------
 
     def get_local(self, db: str, name: str) -> dict[str, Any] | None:
@@ -331,8 +350,6 @@ def _read_until(resp: requests.Response, end: float) -> tuple[bytes, bool]:
 
 
 def _loads(raw: bytes) -> dict[str, Any]:
-    import json
-
     payload: dict[str, Any] = json.loads(raw)
     return payload
 
@@ -370,3 +387,7 @@ def match_bulk_results(
                 )
             )
     return out
+
+
+def _attachment_path(db: str, doc_id: str, name: str) -> str:
+    return f"{quote_id(db)}/{quote_id(doc_id)}/{'/'.join(quote(p, safe='') for p in name.split('/'))}"

@@ -23,8 +23,12 @@ class ConflictSummary:
     deleted: tuple[str, ...]  #: deleted leaf revs
 
     def as_json(self) -> dict[str, object]:
-        return {"id": self.doc_id, "leaves": len(self.live), "revs": list(self.live),
-                "deleted_revs": list(self.deleted)}  # fmt: skip
+        return {
+            "id": self.doc_id,
+            "leaves": len(self.live),
+            "revs": list(self.live),
+            "deleted_revs": list(self.deleted),
+        }
 
 
 def candidate_pages(

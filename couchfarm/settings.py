@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from couchfarm.errors import ConfigError
@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     flower_user: str | None = None
     flower_password: SecretStr | None = None
 
+    _config_dir: str | None = PrivateAttr(default=None)
+
+    @property
+    def config_dir(self) -> str | None:
+        """The folder of the settings file: relative schema paths are looked up there too."""
+        return self._config_dir
+
     @field_validator("databases", mode="before")
     @classmethod
     def _names_or_rules(cls, value: Any) -> Any:
@@ -135,7 +142,9 @@ class Settings(BaseSettings):
         saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
         try:
             _swap_env(saved, {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
-            return cls(**data)
+            settings = cls(**data)
+            settings._config_dir = str(Path(config).resolve().parent) if config else None
+            return settings
         except ValidationError as exc:
             raise _config_error(exc, config, lines, env, overrides) from None
         finally:

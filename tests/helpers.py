@@ -22,26 +22,46 @@ def make_conflict(
     base: dict[str, Any] | None = None,
     deleted: int = 0,
     generation: int = 2,
+    hashes: list[str] | None = None,
 ) -> list[str]:
     """Write ``len(leaves)`` live leaves (and ``deleted`` deleted ones) of ``doc_id`` that all descend
     from one common ancestor at generation ``generation - 1`` whose body is ``base``; returns the
-    live leaf revs. Uses ``_bulk_docs`` with ``new_edits:false`` and ``_revisions``.
+    live leaf revs (``hashes`` fixes their hashes, so a test can choose CouchDB's winner: the highest
+    hash). Uses ``_bulk_docs`` with ``new_edits:false`` and ``_revisions``.
     """
     base_hash = rev_hash(f"{doc_id}:base")
     docs: list[dict[str, Any]] = []
     if base is not None:
-        docs.append({**base, "_id": doc_id, "_rev": f"{generation - 1}-{base_hash}",
-                     "_revisions": {"start": generation - 1, "ids": [base_hash]}})  # fmt: skip
+        docs.append(
+            {
+                **base,
+                "_id": doc_id,
+                "_rev": f"{generation - 1}-{base_hash}",
+                "_revisions": {"start": generation - 1, "ids": [base_hash]},
+            }
+        )
     revs = []
     for i, body in enumerate(leaves):
-        h = rev_hash(f"{doc_id}:{i}:{json.dumps(body, sort_keys=True)}")
-        docs.append({**body, "_id": doc_id, "_rev": f"{generation}-{h}",
-                     "_revisions": {"start": generation, "ids": [h, base_hash]}})  # fmt: skip
+        h = hashes[i] if hashes else rev_hash(f"{doc_id}:{i}:{json.dumps(body, sort_keys=True)}")
+        docs.append(
+            {
+                **body,
+                "_id": doc_id,
+                "_rev": f"{generation}-{h}",
+                "_revisions": {"start": generation, "ids": [h, base_hash]},
+            }
+        )
         revs.append(f"{generation}-{h}")
     for j in range(deleted):
         h = rev_hash(f"{doc_id}:deleted:{j}")
-        docs.append({"_id": doc_id, "_rev": f"{generation}-{h}", "_deleted": True,
-                     "_revisions": {"start": generation, "ids": [h, base_hash]}})  # fmt: skip
+        docs.append(
+            {
+                "_id": doc_id,
+                "_rev": f"{generation}-{h}",
+                "_deleted": True,
+                "_revisions": {"start": generation, "ids": [h, base_hash]},
+            }
+        )
     client.create_db(db)
     results = client.bulk_docs(db, docs, new_edits=False)
     bad = [r for r in results if not r.ok]

@@ -88,10 +88,16 @@ def test_read_leaves_four_leaves_one_deleted(client: CouchClient, db: str) -> No
 
 def test_bulk_docs_mixed_results_matched_by_id(client: CouchClient, db: str) -> None:
     client.put(db, {"_id": "exists", "v": 1})
-    client.put(db, {"_id": "_design/guard", "validate_doc_update":
-                    "function(n,o,u){ if (n.bad) { throw({forbidden: 'no bad docs'}); } }"})  # fmt: skip
-    results = client.bulk_docs(db, [{"_id": "new", "v": 1}, {"_id": "exists", "v": 2},
-                                    {"_id": "forb", "bad": True}, {"_id": "new2"}])  # fmt: skip
+    client.put(
+        db,
+        {
+            "_id": "_design/guard",
+            "validate_doc_update": "function(n,o,u){ if (n.bad) { throw({forbidden: 'no bad docs'}); } }",
+        },
+    )
+    results = client.bulk_docs(
+        db, [{"_id": "new", "v": 1}, {"_id": "exists", "v": 2}, {"_id": "forb", "bad": True}, {"_id": "new2"}]
+    )
     assert [r.id for r in results] == ["new", "exists", "forb", "new2"]
     assert [r.kind for r in results] == ["ok", "conflict", "forbidden", "ok"]
     assert results[2].reason == "no bad docs"

@@ -17,9 +17,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from workers import cli_scan
+    from workers import cli_resolve, cli_scan
 
     cli.add_command(cli_scan.scan)
+    cli.add_command(cli_resolve.resolve)
+    cli.add_command(cli_resolve.undo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
-from couchfarm.breaker import CircuitBreaker, RetryPolicy
-from couchfarm.couch import CouchClient
-from couchfarm.http import make_session
+from couchfarm import factory
+from couchfarm.errors import ConfigError
 from couchfarm.settings import Settings
 from workers.logs import setup_logging
 
@@ -22,32 +22,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def config_options(func: F) -> F:
     """``--config`` and ``--url`` on every command that talks to CouchDB."""
-    func = click.option("--url", "couch_url", envvar="COUCHFARM_COUCH_URL", default=None,
-                        help="CouchDB server URL (credentials in userinfo are never printed). "
-                        "[env COUCHFARM_COUCH_URL]")(func)  # fmt: skip
-    func = click.option("--config", "config", envvar="COUCHFARM_CONFIG", default=None,
-                        type=click.Path(dir_okay=False),
-                        help="YAML settings file. [env COUCHFARM_CONFIG]")(func)  # fmt: skip
+    func = click.option(
+        "--url",
+        "couch_url",
+        envvar="COUCHFARM_COUCH_URL",
+        default=None,
+        help="CouchDB server URL (credentials in userinfo are never printed). [env COUCHFARM_COUCH_URL]",
+    )(func)
+    func = click.option(
+        "--config",
+        "config",
+        envvar="COUCHFARM_CONFIG",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="YAML settings file. [env COUCHFARM_CONFIG]",
+    )(func)
     return func
 
 
-def load_settings(config: str | None, **overrides: Any) -> Settings:
+def load_settings(config: str | None, strategy: str | None = None, **overrides: Any) -> Settings:
+    """The settings, with every strategy rule built once so a bad one fails now, naming its file."""
     settings = Settings.load(config, **overrides)
     setup_logging(settings.log_format, settings.log_level)
+    try:
+        factory.router(settings, strategy)
+    except ConfigError as exc:
+        where = config or os.environ.get("COUCHFARM_CONFIG") or "COUCHFARM_DATABASES / --strategy"
+        raise ConfigError(f"{exc} (in {where})", field=exc.field, source=str(where)) from None
     return settings
-
-
-def couch_client(settings: Settings, url: str | None = None) -> CouchClient:
-    """The CouchDB client for ``url`` (default: the farm's server), built from the settings."""
-    password = settings.couch_password.get_secret_value() if settings.couch_password else None
-    session = make_session(settings.couch_pool_size, settings.couch_user, password)
-    return CouchClient(
-        url or settings.couch_url,
-        session=session,
-        timeout=(settings.couch_connect_timeout, settings.couch_read_timeout),
-        retry=RetryPolicy(settings.couch_retries, settings.couch_backoff, settings.couch_backoff_max),
-        breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
-    )
 
 
 def echo_json(value: Any) -> None:

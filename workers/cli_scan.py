@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from couchfarm.factory import couch_client
 from couchfarm.scan import scan as scan_db
-from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
+from workers.cli_common import config_options, echo_json, load_settings, progress_bar
 
 
 @click.command()

@@ -157,9 +157,23 @@ class RedisServer(Managed):
 
     def start(self, timeout: float = 30.0) -> RedisServer:
         log = self.dir / "redis.log"
-        args = [str(redis_bin()), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.dir),
-                "--maxmemory-policy", "noeviction", "--daemonize", "no"]  # fmt: skip
+        args = [
+            str(redis_bin()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--dir",
+            str(self.dir),
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+        ]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         _wait(self.ping, "redis-server", timeout, self.proc, log)

@@ -1,0 +1,158 @@
+"""The durable dead-letter store (modelled on rq's failed-job registry).
+
+One entry per document (its id is a digest of db and doc id), so a document that fails again
+updates its entry instead of adding a second one. Each write is one Lua script: it records the
+failure, bumps ``attempts`` and indexes the entry by time globally and per database. A write made
+again by the same task id (a redelivery after a crash between the write and the acknowledgement)
+changes nothing, so a crash never duplicates an entry nor counts an attempt twice. Entries leave the
+store only by ``remove`` (after a successful replay) or ``purge``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from couchfarm import keys
+from couchfarm.redact import redact
+
+_ADD = """
+local last = redis.call('HGET', KEYS[1], 'task_id')
+if ARGV[3] ~= '' and last == ARGV[3] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'first_failure', ARGV[2], 'attempts', 0)
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'last_failure', ARGV[2], 'task_id', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('INCR', KEYS[4])
+return 1
+"""
+
+
+def entry_id(db: str, doc_id: str) -> str:
+    return hashlib.sha1(f"{db}\x00{doc_id}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class DeadLetter:
+    """Everything needed to understand and replay one failed document."""
+
+    db: str
+    doc_id: str
+    revs: list[str]
+    strategy: str
+    error: str  #: error class (InvalidDocument, ResolverError, Rejected, Conflict, ...)
+    reason: str  #: validation errors, the server's reason, the exception text
+    attempts: int = 1
+    correlation_id: str = ""
+    task_id: str = ""
+    traceparent: str = ""
+    first_failure: float = 0.0
+    last_failure: float = 0.0
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.id = self.id or entry_id(self.db, self.doc_id)
+        self.reason = redact(self.reason)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DeadLetterSink(Protocol):
+    def add(self, entry: DeadLetter) -> bool: ...
+
+
+class MemoryDeadLetters:
+    """For runs without Redis (``couchfarm resolve``): entries are reported, not stored."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, DeadLetter] = {}
+
+    def add(self, entry: DeadLetter) -> bool:
+        entry.first_failure = entry.last_failure = entry.last_failure or time.time()
+        self.entries[entry.id] = entry
+        return True
+
+
+class DeadLetters:
+    """The Redis store; ``redis`` is an injected client created with ``decode_responses=True``."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._add = redis.register_script(_ADD)
+
+    def add(self, entry: DeadLetter, now: float | None = None) -> bool:
+        """Record a failure; False when this task id already recorded it (a redelivery)."""
+        now = now or time.time()
+        fields = {
+            k: v
+            for k, v in entry.as_json().items()
+            if k not in ("attempts", "first_failure", "last_failure", "task_id")
+        }
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, json.dumps(v) if isinstance(v, list) else str(v)]
+        args = [entry.id, repr(now), entry.task_id, str(entry.attempts), *flat]
+        key_list = [
+            keys.DLQ_ENTRY.format(id=entry.id),
+            keys.DLQ_INDEX,
+            keys.DLQ_BY_DB.format(db=entry.db),
+            keys.DLQ_EVENTS,
+        ]
+        return bool(self._add(keys=key_list, args=args))
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        raw = self.redis.hgetall(keys.DLQ_ENTRY.format(id=entry_id))
+        if not raw:
+            return None
+        return DeadLetter(
+            db=raw["db"],
+            doc_id=raw["doc_id"],
+            revs=json.loads(raw.get("revs", "[]")),
+            strategy=raw.get("strategy", ""),
+            error=raw.get("error", ""),
+            reason=raw.get("reason", ""),
+            attempts=int(raw.get("attempts", 0)),
+            correlation_id=raw.get("correlation_id", ""),
+            task_id=raw.get("task_id", ""),
+            traceparent=raw.get("traceparent", ""),
+            first_failure=float(raw.get("first_failure", 0)),
+            last_failure=float(raw.get("last_failure", 0)),
+            id=entry_id,
+        )
+
+    def list(
+        self, db: str | None = None, since: float | None = None, limit: int = 10_000
+    ) -> list[DeadLetter]:
+        """Entries oldest first, for one database or all, failed at or after ``since``."""
+        index = keys.DLQ_BY_DB.format(db=db) if db else keys.DLQ_INDEX
+        ids = self.redis.zrangebyscore(
+            index, since if since is not None else "-inf", "+inf", start=0, num=limit
+        )
+        return [e for e in (self.get(i) for i in ids) if e is not None]
+
+    def count(self, db: str | None = None) -> int:
+        return int(self.redis.zcard(keys.DLQ_BY_DB.format(db=db) if db else keys.DLQ_INDEX))
+
+    def remove(self, entry_id: str) -> bool:
+        entry = self.get(entry_id)
+        if entry is None:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.DLQ_ENTRY.format(id=entry_id))
+        pipe.zrem(keys.DLQ_INDEX, entry_id)
+        pipe.zrem(keys.DLQ_BY_DB.format(db=entry.db), entry_id)
+        pipe.execute()
+        return True
+
+    def purge_older_than(self, seconds: float, now: float | None = None) -> int:
+        cutoff = (now or time.time()) - seconds
+        ids = self.redis.zrangebyscore(keys.DLQ_INDEX, "-inf", cutoff)
+        return sum(self.remove(i) for i in ids)

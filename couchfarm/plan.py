@@ -1,0 +1,111 @@
+"""From a conflict and its resolution to the writes that carry it out (pure, no I/O).
+
+A plan has at most a winner write (the merged body as a child of CouchDB's current winner, skipped
+when the winner already holds the merge) and one tombstone per other live leaf. Tombstones carry
+``couchfarm_tombstone: true`` so that the tombstone_wins policy can tell resolution leftovers from
+user deletions, and so that two farms on two replicas mint identical tombstone revisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from couchfarm.canonical import canonical, digest, same
+from couchfarm.models import TOMBSTONE_FIELD, ConflictSet, Leaf, Resolution
+
+PROVENANCE_FIELD = "couchfarm"
+
+
+@dataclass
+class Plan:
+    """The writes for one document; ``inline`` lists losers' attachments to fetch and inline."""
+
+    conflict: ConflictSet
+    strategy: str
+    merged: dict[str, Any] | None  #: the merged body (None when the resolution deletes)
+    winner_write: dict[str, Any] | None
+    tombstones: list[dict[str, Any]]
+    inline: list[tuple[str, str]] = field(default_factory=list)  #: (attachment name, rev holding it)
+
+    @property
+    def doc_id(self) -> str:
+        return self.conflict.doc_id
+
+    def describe(self) -> dict[str, Any]:
+        """What a dry run prints."""
+        return {
+            "doc_id": self.doc_id,
+            "strategy": self.strategy,
+            "leaves": [
+                {"rev": leaf.rev, "deleted": leaf.deleted, "body": leaf.body} for leaf in self.conflict.leaves
+            ],
+            "merged": self.merged,
+            "writes": (
+                ([{"write_winner_on": self.winner_write["_rev"]}] if self.winner_write else [])
+                + [{"tombstone": t["_rev"]} for t in self.tombstones]
+            ),
+        }
+
+
+def provenance(conflict: ConflictSet, strategy: str, fingerprint: str) -> dict[str, Any]:
+    """Who merged this, with which definition, from which inputs (deterministic across replicas)."""
+    return {"strategy": strategy, "fingerprint": fingerprint, "inputs": digest(conflict.revs, 16)}
+
+
+def foreign_provenance(conflict: ConflictSet, fingerprint: str) -> str | None:
+    """The fingerprint of a different strategy definition found on a live leaf, if any."""
+    for leaf in conflict.live:
+        mark = leaf.body.get(PROVENANCE_FIELD)
+        if isinstance(mark, dict) and mark.get("fingerprint") not in (None, fingerprint):
+            return str(mark["fingerprint"])
+    return None
+
+
+def build_plan(
+    conflict: ConflictSet,
+    resolution: Resolution,
+    strategy: str,
+    *,
+    mark: dict[str, Any] | None = None,
+) -> Plan:
+    """The writes for ``resolution``; ``mark`` is the provenance stamp (None when switched off)."""
+    live = conflict.live
+    if resolution.delete or resolution.body is None:
+        return Plan(conflict, strategy, None, None, [tombstone(conflict.doc_id, leaf) for leaf in live])
+    winner = live[0]
+    body = dict(resolution.body)
+    if mark is not None:
+        body[PROVENANCE_FIELD] = mark
+    body = canonical(body)
+    attachments, inline = merge_attachments(live)
+    write = None
+    if not same(body, winner.body) or set(attachments) != set(winner.attachments):
+        write = {"_id": conflict.doc_id, "_rev": winner.rev, **body}
+        if attachments:
+            write["_attachments"] = attachments
+    losers = [tombstone(conflict.doc_id, leaf) for leaf in live[1:]]
+    return Plan(conflict, strategy, body, write, losers, inline)
+
+
+def tombstone(doc_id: str, leaf: Leaf) -> dict[str, Any]:
+    return {"_id": doc_id, "_rev": leaf.rev, "_deleted": True, TOMBSTONE_FIELD: True}
+
+
+def merge_attachments(live: tuple[Leaf, ...]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Every attachment name found on a live leaf, the winner's copy first.
+
+    The winner's own attachments go back as stubs exactly as the server returned them (CouchDB
+    matches stubs by name in the parent rev; pouchdb-server needs the full stub). An attachment
+    only a losing leaf has must be sent inline (a stub for it is 412 ``missing_stub`` on CouchDB):
+    it is listed in ``inline`` for the writer to fetch.
+    """
+    winner = live[0]
+    merged = {name: dict(stub) for name, stub in winner.attachments.items()}
+    inline = []
+    for leaf in live[1:]:
+        for name in sorted(leaf.attachments):
+            if name not in merged:
+                merged[name] = dict(leaf.attachments[name])
+                inline.append((name, leaf.rev))
+    return merged, inline

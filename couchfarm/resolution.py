@@ -1,0 +1,269 @@
+"""Resolve a batch of documents: read every leaf in bulk, merge, write the winner, then tombstone.
+
+Steps for one batch (ARCHITECTURE.md, invariant 2 — no tombstone before the winner is safe):
+1. one bulk read of every leaf of every document (plus the common ancestor's body for strategies
+   that do three-way merges);
+2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
+   merge by a different strategy definition (provenance) -> DEAD_LETTERED with the reason;
+3. one ``_bulk_docs`` with the merged winners (skipped per document when the winner already holds
+   the merge); a 409 -> RETRY (re-read later), a refusal (403/401/VDU) -> DEAD_LETTERED;
+4. optionally archive the losing leaves of the documents whose winner is safe;
+5. one ``_bulk_docs`` with the tombstones of exactly those documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from couchfarm.errors import BadRequest, CouchError, NotFound, ResolverError, Unavailable
+from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome
+from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
+from couchfarm.resolvers import Router, is_conflict
+from couchfarm.validation import load_validator
+
+log = logging.getLogger("couchfarm.resolution")
+BASE_STRATEGIES = {"fields", "custom"}  #: strategies given the common ancestor's body
+
+
+@dataclass
+class DocResult:
+    """The outcome of one document in one attempt."""
+
+    db: str
+    doc_id: str
+    outcome: Outcome
+    strategy: str = ""
+    revs: list[str] = field(default_factory=list)
+    reason: str | None = None
+    error: str | None = None  #: error class name for dead letters
+    written: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    latency_ms: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            k: (v.value if isinstance(v, Outcome) else v) for k, v in self.__dict__.items() if v is not None
+        }
+
+
+class Engine:
+    """Resolves conflicts in one database server with injected client, router and archive."""
+
+    def __init__(
+        self,
+        client: Any,
+        router: Router,
+        *,
+        archive: Any = None,
+        provenance: bool = False,
+        schema_dir: str | None = None,
+        deep_conflict_leaves: int = 3,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
+        self.client = client
+        self.router = router
+        self.archive = archive
+        self.provenance = provenance
+        self.schema_dir = schema_dir
+        self.deep_conflict_leaves = deep_conflict_leaves
+        self.on_event = on_event or (lambda name, **fields: None)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self, db: str, doc_ids: list[str]) -> dict[str, ConflictSet]:
+        leaves = self.client.read_leaves(db, doc_ids)
+        return {
+            doc_id: ConflictSet(db, doc_id, tuple(Leaf.from_doc(d) for d in leaves.get(doc_id, [])))
+            for doc_id in doc_ids
+        }
+
+    def with_base(self, conflict: ConflictSet) -> ConflictSet:
+        """The conflict with ``base`` set to the last common ancestor's body, when the server has it."""
+        rev = common_ancestor(conflict.live)
+        if rev is None:
+            return conflict
+        try:
+            doc = self.client.get(conflict.db, conflict.doc_id, rev=rev)
+        except NotFound:  # compacted away
+            return conflict
+        body = {k: v for k, v in doc.items() if not k.startswith("_")}
+        return ConflictSet(conflict.db, conflict.doc_id, conflict.leaves, base=body)
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def prepare(self, conflict: ConflictSet) -> Plan | DocResult:
+        """The plan for one document, or its final result when there is nothing to write."""
+        resolver, spec = self.router.route(conflict.db, conflict)
+        result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
+        if not is_conflict(conflict, spec.deletion):
+            return result
+        if len(conflict.live) > self.deep_conflict_leaves:
+            self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
+        validator = load_validator(spec.schema_path, self.schema_dir) if spec.schema_path else None
+        if validator is not None:
+            for leaf in conflict.live:
+                if problems := validator.errors(leaf.body):
+                    return dead(
+                        result, "InvalidDocument", f"leaf {leaf.rev} is invalid: " + "; ".join(problems)
+                    )
+        if self.provenance and (other := foreign_provenance(conflict, resolver.fingerprint)):
+            return dead(result, "ProvenanceMismatch", f"last merged by another strategy definition ({other})")
+        if spec.strategy in BASE_STRATEGIES:
+            conflict = self.with_base(conflict)
+        try:
+            resolution = resolver.resolve(conflict)
+        except ResolverError as exc:
+            return dead(result, "ResolverError", str(exc))
+        except Exception as exc:  # a built-in strategy bug must not stall the farm
+            return dead(result, "ResolverError", f"{resolver.name} raised {type(exc).__name__}: {exc}")
+        if resolution.unresolvable is not None:
+            return dead(result, "Unresolvable", resolution.unresolvable)
+        mark = provenance(conflict, resolver.name, resolver.fingerprint) if self.provenance else None
+        plan = build_plan(conflict, resolution, resolver.name, mark=mark)
+        if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
+            return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
+        return plan
+
+    # -- the batch ------------------------------------------------------------------------------
+
+    def resolve(self, db: str, doc_ids: list[str], *, dry_run: bool = False) -> list[DocResult]:
+        """Resolve ``doc_ids`` of ``db``: one result per document, never raising for one document."""
+        started = time.monotonic()
+        try:
+            conflicts = self.read(db, doc_ids)
+        except Unavailable as exc:
+            return [
+                DocResult(db, d, Outcome.RETRY, reason=f"read failed: {exc}", error="Unavailable")
+                for d in doc_ids
+            ]
+        plans: list[Plan] = []
+        results: dict[str, DocResult] = {}
+        for doc_id, conflict in conflicts.items():
+            prepared = self.prepare(conflict)
+            if isinstance(prepared, Plan):
+                plans.append(prepared)
+            else:
+                results[doc_id] = prepared
+        if dry_run:
+            for plan in plans:
+                results[plan.doc_id] = self._result(plan, Outcome.NOOP, reason="dry run: nothing written")
+                results[plan.doc_id].plan = plan.describe()
+        else:
+            results.update(self.write(db, plans))
+        elapsed = (time.monotonic() - started) * 1000
+        ordered = [results[d] for d in dict.fromkeys(doc_ids)]
+        for r in ordered:
+            r.latency_ms = round(elapsed, 1)
+        return ordered
+
+    def write(self, db: str, plans: list[Plan]) -> dict[str, DocResult]:
+        """Winner writes, then (archive and) tombstones for the documents whose winner is safe."""
+        results: dict[str, DocResult] = {}
+        safe: list[Plan] = []
+        try:
+            winners = [p for p in plans if p.winner_write is not None]
+            for p in winners:
+                self._inline_attachments(db, p)
+            outcome = self._bulk(db, [p.winner_write for p in winners if p.winner_write is not None])
+        except (Unavailable, CouchError) as exc:
+            return {
+                p.doc_id: self._result(p, Outcome.RETRY, f"winner write failed: {exc}", "Unavailable")
+                for p in plans
+            }
+        by_doc = {p.doc_id: item for p, item in zip(winners, outcome, strict=True)}
+        for plan in plans:
+            item = by_doc.get(plan.doc_id)
+            if item is None or item.ok:
+                safe.append(plan)
+            else:
+                results[plan.doc_id] = self._failed(plan, item, "winner")
+        return results | self._tombstone(db, safe, by_doc)
+
+    def _tombstone(
+        self, db: str, safe: list[Plan], winners: dict[str, BulkItemResult]
+    ) -> dict[str, DocResult]:
+        results: dict[str, DocResult] = {}
+        if self.archive is not None and safe:
+            try:
+                self.archive.record(db, safe, {d: r.rev for d, r in winners.items()})
+            except CouchError as exc:
+                reason = f"archive write failed, losers kept: {exc}"
+                return {p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in safe}
+        docs = [t for p in safe for t in p.tombstones]
+        try:
+            items = self._bulk(db, docs)
+        except CouchError as exc:
+            reason = f"tombstones failed (winner is safe): {exc}"
+            return {p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in safe}
+        per_doc: dict[str, list[BulkItemResult]] = {}
+        for item in items:
+            per_doc.setdefault(item.id, []).append(item)
+        for plan in safe:
+            failed = [i for i in per_doc.get(plan.doc_id, []) if not i.ok]
+            written = [winners[plan.doc_id].rev or ""] if plan.doc_id in winners else []
+            if failed:
+                results[plan.doc_id] = self._failed(plan, failed[0], "tombstone")
+            else:
+                results[plan.doc_id] = self._result(plan, Outcome.RESOLVED)
+            results[plan.doc_id].written = written + [
+                i.rev or "" for i in per_doc.get(plan.doc_id, []) if i.ok
+            ]
+        return results
+
+    def _bulk(self, db: str, docs: list[dict[str, Any]]) -> list[BulkItemResult]:
+        """``_bulk_docs``; a request the server rejects whole (illegal id, missing_stub) is split to
+        find the document at fault instead of losing the batch."""
+        if not docs:
+            return []
+        try:
+            return list(self.client.bulk_docs(db, docs))
+        except BadRequest as exc:
+            if len(docs) == 1:
+                return [
+                    BulkItemResult(id=docs[0]["_id"], error=exc.error or "bad_request", reason=exc.reason)
+                ]
+            mid = len(docs) // 2
+            return self._bulk(db, docs[:mid]) + self._bulk(db, docs[mid:])
+
+    def _inline_attachments(self, db: str, plan: Plan) -> None:
+        assert plan.winner_write is not None
+        for name, rev in plan.inline:
+            data, content_type = self.client.get_attachment(db, plan.doc_id, name, rev)
+            plan.winner_write["_attachments"][name] = {
+                "content_type": content_type,
+                "data": base64.b64encode(data).decode(),
+            }
+
+    @staticmethod
+    def _result(
+        plan: Plan, outcome: Outcome, reason: str | None = None, error: str | None = None
+    ) -> DocResult:
+        return DocResult(
+            plan.conflict.db, plan.doc_id, outcome, plan.strategy, plan.conflict.revs, reason, error
+        )
+
+    def _failed(self, plan: Plan, item: BulkItemResult, step: str) -> DocResult:
+        reason = f"{step} write {item.error}: {item.reason}"
+        if item.kind == "conflict" or item.error == "missing_result":
+            return self._result(plan, Outcome.RETRY, reason, "Conflict")
+        return self._result(plan, Outcome.DEAD_LETTERED, reason, "Rejected")
+
+
+def dead(result: DocResult, error: str, reason: str) -> DocResult:
+    result.outcome, result.error, result.reason = Outcome.DEAD_LETTERED, error, reason
+    return result
+
+
+def common_ancestor(live: tuple[Leaf, ...]) -> str | None:
+    """The newest revision that every live leaf descends from, when all ancestries are known."""
+    if len(live) < 2 or any(not leaf.ancestry for leaf in live):
+        return None
+    shared = set(live[0].ancestry[1:]).intersection(*(set(leaf.ancestry[1:]) for leaf in live[1:]))
+    if not shared:
+        return None
+    return max(shared, key=lambda rev: int(rev.split("-", 1)[0]))

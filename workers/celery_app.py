@@ -1,0 +1,84 @@
+"""The Celery application, configured for safety on a Redis broker (see ../shared/CELERY.md).
+
+Settings are read once here, at process start, and handed to the tasks through ``app.conf``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from couchfarm.settings import Settings
+from workers.logs import make_handler
+
+# Redis has no real acknowledgement: kombu re-queues any message unacknowledged for longer than the
+# visibility timeout, so a task running longer than that runs twice. It is set far above the longest
+# task (``task_time_limit``) plus the longest retry countdown, and in every place Celery reads it
+# (celery#7651: a value set in only one place is ignored by the others).
+VISIBILITY_MARGIN = 3.0
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    broker = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    backend = settings.result_url or settings.redis_url or broker
+    visibility = int(VISIBILITY_MARGIN * (settings.task_time_limit + settings.retry_backoff_max) + 60)
+    transport = {"visibility_timeout": visibility}
+    app.conf.update(
+        broker_url=broker,
+        result_backend=backend,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=visibility,
+        # A task is acknowledged after it ran, and re-queued when its process dies (SIGKILL, OOM):
+        # acks_late alone would acknowledge it on WorkerLostError. Such a redelivery does not count
+        # as a Celery retry, so tasks count their own deliveries and dead-letter a poison batch.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        # One message at a time per process: a prefetched message waits unacknowledged and could
+        # outlive the visibility timeout; it would also starve other workers of batches.
+        worker_prefetch_multiplier=1,
+        # Hard limit below the visibility timeout; the soft limit leaves time to dead-letter.
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1.0, settings.task_time_limit - 10),
+        # Soft shutdown (Celery 5.5+): on SIGTERM, running tasks get this long to finish, then
+        # their messages go back to the queue at once instead of after the visibility timeout.
+        worker_soft_shutdown_timeout=min(30.0, settings.task_time_limit),
+        worker_enable_soft_shutdown_on_idle=True,
+        # Task events for Flower (sent, started, succeeded, our task-dead_lettered).
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        couchfarm_settings=settings,
+    )
+    return app
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    app = Celery("couchfarm", include=["tasks.resolve"])
+    return configure(app, settings or Settings.load(os.environ.get("COUCHFARM_CONFIG")))
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redacting_handlers(logger: object, **kwargs: object) -> None:
+    """Celery's own handlers get the redacting filter and our format too."""
+    import logging
+
+    assert isinstance(logger, logging.Logger)
+    settings = app.conf.get("couchfarm_settings")
+    fmt = settings.log_format if settings else "console"
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(make_handler(fmt))
+
+
+app = create_app()
