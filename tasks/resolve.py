@@ -2,8 +2,15 @@
 
 Thin and idempotent: it takes ids, re-reads every leaf, and returns the outcomes. Documents that hit
 a 409 or a transient failure are retried (only those) with exponential backoff and full jitter, at
-most ``max_retries`` times; then they are dead-lettered with their last reason. The wire name is
-fixed so that moving this file never renames the task.
+most ``max_retries`` times; then they are dead-lettered with their last reason. Dead letters are
+written before the task returns, so before its message is acknowledged (``acks_late``). When every
+document is settled the batch is completed in Redis, which lets the dispatcher move ``done``.
+
+A batch whose worker process dies is delivered again by Celery without counting a retry. The task
+counts deliveries itself: from the second delivery on it works one document at a time, counting
+each document's attempts, and dead-letters a document that has killed its worker
+``max_deliveries`` times, so a poison document cannot loop forever nor hold back its batch.
+The wire name is fixed so that moving this file never renames the task.
 """
 
 from __future__ import annotations
@@ -15,33 +22,67 @@ from celery import shared_task
 from couchfarm.driver import give_up, log_result, to_dead_letter
 from couchfarm.factory import retry_policy
 from couchfarm.models import Outcome
-from tasks.context import context
+from couchfarm.resolution import DocResult
+from couchfarm.state import FarmState
+from tasks.context import WorkerContext, context
+
+POISON = "PoisonDocument"
 
 
 @shared_task(bind=True, name="couchfarm.resolve_batch", max_retries=None)
 def resolve_batch(
-    self: Any, db: str, doc_ids: list[str], correlation_id: str = "", attempt: int = 0
+    self: Any, db: str, doc_ids: list[str], correlation_id: str = "", batch_id: str = "", attempt: int = 0
 ) -> dict[str, Any]:
     ctx = context(self.app)
-    settings = ctx.settings
+    state = FarmState(ctx.redis) if ctx.redis is not None and batch_id else None
+    task_id = self.request.id or ""
+    results = run_once(ctx, state, db, list(doc_ids), batch_id, attempt, correlation_id, task_id)
     retry: list[str] = []
     outcomes: dict[str, str] = {}
-    for result in ctx.engine.resolve(db, list(doc_ids)):
+    for result in results:
         log_result(result, correlation_id, attempt)
-        if result.outcome is Outcome.RETRY and attempt < settings.max_retries:
+        if result.outcome is Outcome.RETRY and attempt < ctx.settings.max_retries:
             retry.append(result.doc_id)
             continue
         if result.outcome is Outcome.RETRY:
-            give_up(result, settings.max_retries)
+            give_up(result, ctx.settings.max_retries)
         if result.outcome is Outcome.DEAD_LETTERED:
-            ctx.dead_letters.add(to_dead_letter(result, attempt + 1, correlation_id, self.request.id or ""))
+            ctx.dead_letters.add(to_dead_letter(result, attempt + 1, correlation_id, task_id))
         outcomes[result.doc_id] = result.outcome.value
     if retry:
-        countdown = retry_policy(settings).delay(attempt)
         raise self.retry(
             args=[db, retry, correlation_id],
-            kwargs={"attempt": attempt + 1},
-            countdown=countdown,
+            kwargs={"batch_id": batch_id, "attempt": attempt + 1},
+            countdown=retry_policy(ctx.settings).delay(attempt),
             max_retries=None,
         )
-    return {"db": db, "outcomes": outcomes, "correlation_id": correlation_id}
+    if state is not None:
+        state.complete(db, batch_id)
+    return {"db": db, "batch_id": batch_id, "outcomes": outcomes, "correlation_id": correlation_id}
+
+
+def run_once(
+    ctx: WorkerContext,
+    state: FarmState | None,
+    db: str,
+    doc_ids: list[str],
+    batch_id: str,
+    attempt: int,
+    correlation_id: str,
+    task_id: str,
+) -> list[DocResult]:
+    """Resolve the batch; after a worker died on it, one document at a time with a poison guard."""
+    if state is None:
+        return ctx.engine.resolve(db, doc_ids)
+    state.touch(db, batch_id)
+    if state.delivery(batch_id, attempt) == 1:
+        return ctx.engine.resolve(db, doc_ids)
+    results = []
+    for doc_id in doc_ids:
+        tries = state.delivery(f"{batch_id}/{doc_id}", attempt)
+        if tries >= ctx.settings.max_deliveries:
+            reason = f"its worker process died {tries} times while resolving it (poison document)"
+            results.append(DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=POISON))
+            continue
+        results += ctx.engine.resolve(db, [doc_id])
+    return results

@@ -17,11 +17,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from workers import cli_resolve, cli_scan
+    from workers import cli_farm, cli_replication, cli_resolve, cli_scan
+
+    for command in (cli_farm.dispatch, cli_farm.worker, cli_farm.run, cli_farm.status, cli_farm.checkpoint):
+        cli.add_command(command)
 
     cli.add_command(cli_scan.scan)
     cli.add_command(cli_resolve.resolve)
     cli.add_command(cli_resolve.undo)
+    cli.add_command(cli_replication.replication)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,191 @@
+"""The dispatcher: leases databases fairly across dispatcher processes and runs a follower per lease.
+
+Each round (every ``lease_ttl / 3`` at most):
+1. heartbeat, so other dispatchers can count live peers;
+2. discover databases: explicit names, and globs resolved through ``_db_updates`` where the server
+   has it, else by polling ``_all_dbs`` every ``discovery_interval`` (new ones picked up, deleted ones
+   dropped);
+3. renew held leases; a follower whose lease is lost (renewal refused, or a fenced write refused)
+   is stopped;
+4. fair share, as the Cosmos DB change feed processor does: with N live dispatchers and D databases
+   each holds at most ceil(D / N); surplus is released for a newcomer to take, and free leases
+   (never taken, released, or expired from a dead dispatcher) are taken up to the share.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
+
+from couchfarm.couch import CouchClient
+from couchfarm.errors import CouchError, NotFound
+from couchfarm.settings import Settings
+from couchfarm.state import FarmState
+from workers.follower import Follower, Send
+
+log = logging.getLogger("couchfarm.dispatcher")
+
+
+def is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+class Discovery:
+    """Which databases match the configured names and globs, kept current."""
+
+    def __init__(self, client: CouchClient, names: Iterable[str], interval: float) -> None:
+        self.client = client
+        self.names = list(dict.fromkeys(names))
+        self.interval = interval
+        self._known: list[str] = []
+        self._at = 0.0
+        self._updates_seq: object = None
+        self._has_updates: bool | None = None
+
+    def databases(self) -> list[str]:
+        if not any(is_pattern(n) for n in self.names):
+            return list(self.names)
+        if time.monotonic() - self._at >= self.interval or self._changed():
+            try:
+                all_dbs = self.client.all_dbs()
+            except CouchError as exc:
+                log.warning("could not list databases: %s", exc)
+                return self._known
+            self._known = sorted(
+                {db for db in all_dbs if self._matches(db)} | {n for n in self.names if not is_pattern(n)}
+            )
+            self._at = time.monotonic()
+        return self._known
+
+    def _matches(self, db: str) -> bool:
+        return not db.startswith("_") and any(fnmatchcase(db, n) for n in self.names if is_pattern(n))
+
+    def _changed(self) -> bool:
+        """Whether ``_db_updates`` reports a change since the last look (never, where it is missing)."""
+        if self._has_updates is False:
+            return False
+        page = self.client.db_updates(since=self._updates_seq or "now", timeout_ms=1)
+        if page is None:
+            self._has_updates = False
+            log.debug("no _db_updates: discovering databases by polling _all_dbs")
+            return False
+        self._has_updates = True
+        self._updates_seq = page.last_seq
+        return bool(page.results)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        client: CouchClient,
+        state: FarmState,
+        settings: Settings,
+        send: Send,
+        names: Iterable[str],
+        *,
+        until_idle: bool = False,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
+        self.client, self.state, self.settings, self.send = client, state, settings, send
+        self.discovery = Discovery(client, names, settings.discovery_interval)
+        self.until_idle = until_idle
+        self.on_event = on_event or (lambda name, **kw: None)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.followers: dict[str, Follower] = {}
+        self.stop = threading.Event()
+
+    @property
+    def ttl(self) -> float:
+        return self.settings.lease_ttl
+
+    def run(self, max_seconds: float | None = None) -> bool:
+        """Until stopped (or idle in ``until_idle`` mode); True when it ended idle."""
+        started = time.monotonic()
+        log.info("dispatcher %s starting", self.id, extra={"dispatcher": self.id})
+        try:
+            while not self.stop.is_set():
+                dbs = self.round()
+                if self.until_idle and self._all_idle(dbs):
+                    return True
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    return False
+                self.stop.wait(min(self.ttl / 3, 1.0 if self.until_idle else self.ttl / 3))
+            return False
+        finally:
+            self.shutdown()
+
+    def round(self) -> list[str]:
+        self.state.heartbeat(self.id)
+        dbs = self.discovery.databases()
+        self._renew(dbs)
+        peers = max(1, len(self.state.live_dispatchers(self.ttl)))
+        share = math.ceil(len(dbs) / peers) if dbs else 0
+        self._rebalance(dbs, share)
+        return dbs
+
+    def _renew(self, dbs: list[str]) -> None:
+        for db, follower in list(self.followers.items()):
+            gone = db not in dbs
+            if follower.lost or gone or not self.state.renew(follower.lease, self.ttl):
+                self._drop(db, release=gone and not follower.lost)
+                if not gone:
+                    self.on_event("lease_lost", db=db)
+                    log.warning("lost the lease of %s", db, extra={"db": db, "dispatcher": self.id})
+
+    def _rebalance(self, dbs: list[str], share: int) -> None:
+        surplus = len(self.followers) - share
+        for db in sorted(self.followers)[: max(0, surplus)]:
+            log.info(
+                "releasing %s to rebalance (share %d)", db, share, extra={"db": db, "dispatcher": self.id}
+            )
+            self._drop(db, release=True)
+        for db in dbs:
+            if len(self.followers) >= share:
+                break
+            if db in self.followers:
+                continue
+            lease = self.state.acquire(db, self.id, self.ttl)
+            if lease is None:
+                continue
+            try:
+                self.client.db_info(db)
+            except NotFound:
+                self.state.release(lease)
+                continue
+            self.on_event("lease_acquired", db=db)
+            log.info("following %s (token %d)", db, lease.token, extra={"db": db, "dispatcher": self.id})
+            self.followers[db] = Follower(
+                self.client,
+                self.state,
+                lease,
+                self.settings,
+                self.send,
+                until_idle=self.until_idle,
+                on_event=self.on_event,
+            ).start()
+
+    def _drop(self, db: str, release: bool) -> None:
+        follower = self.followers.pop(db)
+        follower.stop.set()
+        if follower.thread is not None:
+            follower.thread.join(self.settings.feed_deadline + 10)
+        if release and not follower.lost:
+            follower.mirror(force=True)
+            self.state.release(follower.lease)
+
+    def _all_idle(self, dbs: list[str]) -> bool:
+        return not dbs or (set(dbs) <= set(self.followers) and all(f.idle for f in self.followers.values()))
+
+    def shutdown(self) -> None:
+        """Clean shutdown: stop followers, mirror their checkpoints, release every lease."""
+        for db in list(self.followers):
+            self._drop(db, release=True)
+        self.state.leave(self.id)
+        log.info("dispatcher %s stopped", self.id, extra={"dispatcher": self.id})

@@ -1,0 +1,192 @@
+"""One database's ``_changes`` follower, run while this dispatcher holds the database's lease.
+
+Steps of one round (each write fenced by the lease, see couchfarm/state.py):
+1. pump: claim waiting batches whose documents are not in flight and send them to the workers;
+   re-send a queued batch that nobody has touched for longer than a task can live; move ``done``
+   over completed batches and mirror it to ``_local/couchfarm-checkpoint`` in the database;
+2. back-pressure: while more than ``max_queued_batches`` batches are open, do not read;
+3. read one page from ``read`` (longpoll with heartbeat and a client-side deadline; a normal read
+   in ``--until-idle`` mode), keep the rows with more than one leaf (``style=all_docs``);
+4. when the buffer is full, old, or the feed is caught up: record the batches, then advance ``read``
+   (checkpoint only after hand-off: a crash costs a replay, never a loss).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from couchfarm.couch import CouchClient
+from couchfarm.errors import CouchError, LeaseLost
+from couchfarm.feeds import Seq
+from couchfarm.settings import Settings
+from couchfarm.state import FarmState, Lease
+
+log = logging.getLogger("couchfarm.dispatcher")
+MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
+Send = Callable[[str, list[str], str, str], None]  #: (db, doc ids, correlation id, batch id)
+
+
+class Follower:
+    def __init__(
+        self,
+        client: CouchClient,
+        state: FarmState,
+        lease: Lease,
+        settings: Settings,
+        send: Send,
+        *,
+        until_idle: bool = False,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
+        self.client, self.state, self.lease, self.settings = client, state, lease, settings
+        self.db = lease.db
+        self.send = send
+        self.until_idle = until_idle
+        self.on_event = on_event or (lambda name, **kw: None)
+        self.stop = threading.Event()
+        self.idle = False  #: caught up, nothing buffered, nothing open
+        self.lost = False
+        self.buffer: list[str] = []
+        self.buffer_since = 0.0
+        self.position: Seq = None
+        self._mirrored: Seq = object()
+        self._mirror_at = 0.0
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Follower:
+        self.thread = threading.Thread(target=self.run, name=f"follow:{self.db}", daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        try:
+            self.resume()
+            while not self.stop.is_set():
+                try:
+                    self.step()
+                except CouchError as exc:
+                    log.warning("feed of %s failed: %s", self.db, exc, extra={"db": self.db})
+                    self.stop.wait(1.0)
+        except LeaseLost:
+            self.lost = True
+            self.on_event("lease_lost", db=self.db)
+            log.warning("lease of %s lost: stepping down", self.db, extra={"db": self.db})
+        except Exception:
+            self.lost = True
+            log.exception("follower of %s crashed", self.db, extra={"db": self.db})
+
+    def resume(self) -> None:
+        """Continue from ``read``; with no Redis checkpoint, from the ``_local`` mirror of ``done``."""
+        cp = self.state.checkpoint(self.db)
+        if cp.known:
+            self.position = cp.read
+            return
+        mirror = self.client.get_local(self.db, MIRROR)
+        if mirror is not None and "done" in mirror:
+            self.position = mirror["done"]
+            self.state.write_checkpoint(self.lease, "read", self.position)
+            self.state.write_checkpoint(self.lease, "done", self.position)
+            log.info(
+                "no checkpoint in Redis for %s: resuming from its _local mirror",
+                self.db,
+                extra={"db": self.db, "since": self.position},
+            )
+
+    # -- one round ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self.pump()
+        open_batches = self.state.batches(self.db)
+        if len(open_batches) > self.settings.max_queued_batches:
+            self.idle = False
+            self.stop.wait(0.2)
+            return
+        page = self.read_page()
+        if page is None:
+            return
+        if page.results:
+            self.state.record_read(self.db, self.position)
+        if not self.buffer:
+            self.buffer_since = time.monotonic()
+        self.buffer += [r.id for r in page.results if len(r.revs) > 1 and not r.id.startswith("_design/")]
+        caught_up = len(page.results) < self.page_size or page.timed_out
+        old = time.monotonic() - self.buffer_since >= self.settings.batch_max_wait
+        if page.last_seq is not None:
+            self.position = page.last_seq
+        if len(self.buffer) >= self.settings.batch_size or caught_up or old:
+            self.flush()
+        docs_open = sum(len(b.docs) for b in self.state.batches(self.db))
+        self.state.set_lag(self.db, docs_open + len(self.buffer) + int(page.pending or 0))
+        self.idle = caught_up and not self.buffer and not self.state.batches(self.db)
+        if self.idle and self.until_idle:
+            self.stop.wait(0.2)
+
+    @property
+    def page_size(self) -> int:
+        return max(100, self.settings.batch_size * 4)
+
+    def read_page(self) -> Any:
+        feed = "normal" if self.until_idle else "longpoll"
+        deadline = self.settings.feed_deadline
+        return self.client.changes(
+            self.db,
+            feed=feed,
+            since=self.position,
+            limit=self.page_size,
+            style="all_docs",
+            heartbeat=max(100, int(deadline * 250)) if feed == "longpoll" else None,
+            timeout=int(deadline * 1000) if feed == "longpoll" else None,
+            deadline=deadline + 5,
+        )
+
+    def flush(self) -> None:
+        """Hand the buffered documents to batches, then advance ``read`` past them."""
+        docs = list(dict.fromkeys(self.buffer))
+        size = self.settings.batch_size
+        chunks = [docs[i : i + size] for i in range(0, len(docs), size)]
+        for i, chunk in enumerate(chunks):
+            end = self.position if i == len(chunks) - 1 else None
+            self.state.create_batch(self.lease, chunk, end, uuid.uuid4().hex[:16])
+        self.buffer = []
+        if self.position is not None and self.position != self.state.checkpoint(self.db).read:
+            self.state.write_checkpoint(self.lease, "read", self.position)
+        self.pump()
+
+    def pump(self) -> None:
+        now = time.time()
+        stale = (
+            self.settings.task_time_limit * (self.settings.max_retries + 2) + self.settings.retry_backoff_max
+        )
+        for batch in self.state.batches(self.db):
+            if batch.status == "waiting" and self.state.claim(self.lease, batch.id):
+                self.send(self.db, batch.docs, batch.correlation_id, batch.id)
+                self.on_event("batch_sent", db=self.db, docs=len(batch.docs))
+            elif batch.status == "queued" and now - batch.touched_at > stale:
+                log.warning(
+                    "re-sending batch %s of %s: untouched for %.0fs",
+                    batch.id,
+                    self.db,
+                    now - batch.touched_at,
+                )
+                self.state.touch(self.db, batch.id)
+                self.send(self.db, batch.docs, batch.correlation_id, batch.id)
+        self.state.advance_done(self.lease)
+        self.mirror()
+
+    def mirror(self, force: bool = False) -> None:
+        """Copy ``done`` into the database (``_local``: never replicated), at most every 2 s."""
+        done = self.state.checkpoint(self.db).done
+        if done is None or done == self._mirrored or (not force and time.monotonic() - self._mirror_at < 2.0):
+            return
+        try:
+            self.client.put_local(self.db, MIRROR, {"done": done, "at": time.time()})
+            self._mirrored, self._mirror_at = done, time.monotonic()
+        except CouchError as exc:
+            log.warning("could not mirror the checkpoint of %s: %s", self.db, exc)
