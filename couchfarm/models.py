@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+#: Marks the tombstones couchfarm writes over losing leaves (``{"_deleted": true, TOMBSTONE_FIELD: true}``),
+#: so that a later read can tell resolution leftovers from deletions made by users.
+TOMBSTONE_FIELD = "couchfarm_tombstone"
+
 
 @dataclass(frozen=True, order=True)
 class Rev:
