@@ -109,6 +109,15 @@ if moved then return 1 end
 return 0
 """
 )
+_READ = (
+    _FENCE
+    + """
+local added = redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
+if added == 0 then redis.call('INCR', KEYS[4]) end
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -10001)
+return added
+"""
+)
 _NO_SEQ = ""
 
 
@@ -297,14 +306,12 @@ class FarmState:
 
     # -- overlap and discovery ------------------------------------------------------------------
 
-    def record_read(self, db: str, since: Any) -> bool:
+    def record_read(self, lease: Lease, since: Any) -> bool:
         """Remember that the feed was read from ``since``; False (and the overlap counter +1) if it
-        had been read from there before."""
-        added = self.redis.zadd(keys.READS.format(db=db), {json.dumps(since): self.clock()}, nx=True)
-        if not added:
-            self.redis.incr(keys.OVERLAP.format(db=db))
-        self.redis.zremrangebyrank(keys.READS.format(db=db), 0, -10_001)
-        return bool(added)
+        had been read from there before. Fenced: a stale holder's reads are not counted."""
+        k, a = self._fence(lease)
+        keys_ = [*k, keys.READS.format(db=lease.db), keys.OVERLAP.format(db=lease.db)]
+        return bool(self._run("read", keys_, [*a, json.dumps(since), self.clock()], lease.db))
 
     def set_lag(self, db: str, lag: int) -> None:
         self.redis.set(keys.LAG.format(db=db), lag, ex=86400)
@@ -353,4 +360,5 @@ _SCRIPTS = {
     "claim": _CLAIM,
     "complete": _COMPLETE,
     "advance": _ADVANCE,
+    "read": _READ,
 }

@@ -171,14 +171,16 @@ class Dispatcher:
                 on_event=self.on_event,
             ).start()
 
-    def _drop(self, db: str, release: bool) -> None:
+    def _drop(self, db: str, release: bool, join: float = 0.0) -> None:
+        """Stop following ``db``. The main loop does not wait for the follower's thread: once the
+        lease is released or lost, every write the follower could still attempt is fenced off."""
         follower = self.followers.pop(db)
         follower.stop.set()
-        if follower.thread is not None:
-            follower.thread.join(self.settings.feed_deadline + 10)
         if release and not follower.lost:
             follower.mirror(force=True)
             self.state.release(follower.lease)
+        if join and follower.thread is not None:
+            follower.thread.join(join)
 
     def _all_idle(self, dbs: list[str]) -> bool:
         return not dbs or (set(dbs) <= set(self.followers) and all(f.idle for f in self.followers.values()))
@@ -186,6 +188,6 @@ class Dispatcher:
     def shutdown(self) -> None:
         """Clean shutdown: stop followers, mirror their checkpoints, release every lease."""
         for db in list(self.followers):
-            self._drop(db, release=True)
+            self._drop(db, release=True, join=self.settings.feed_deadline * 2 + 2)
         self.state.leave(self.id)
         log.info("dispatcher %s stopped", self.id, extra={"dispatcher": self.id})

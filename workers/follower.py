@@ -112,7 +112,7 @@ class Follower:
         if page is None:
             return
         if page.results:
-            self.state.record_read(self.db, self.position)
+            self.state.record_read(self.lease, self.position)
         if not self.buffer:
             self.buffer_since = time.monotonic()
         self.buffer += [r.id for r in page.results if len(r.revs) > 1 and not r.id.startswith("_design/")]
@@ -143,7 +143,7 @@ class Follower:
             style="all_docs",
             heartbeat=max(100, int(deadline * 250)) if feed == "longpoll" else None,
             timeout=int(deadline * 1000) if feed == "longpoll" else None,
-            deadline=deadline + 5,
+            deadline=deadline * 1.5 + 0.5,
         )
 
     def flush(self) -> None:

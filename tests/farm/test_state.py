@@ -88,10 +88,15 @@ def test_a_document_is_never_in_two_queued_batches(state: FarmState) -> None:
     assert not state.claim(lease, second)  # already queued
 
 
-def test_overlap_and_delivery_counters(state: FarmState) -> None:
-    assert state.record_read("db", 0) and state.record_read("db", "5-x")
+def test_overlap_and_delivery_counters(state: FarmState, any_redis: Any) -> None:
+    lease = state.acquire("db", "a", ttl=30)
+    assert lease is not None
+    assert state.record_read(lease, 0) and state.record_read(lease, "5-x")
     assert state.overlap("db") == 0
-    assert not state.record_read("db", "5-x")
+    assert not state.record_read(lease, "5-x")
     assert state.overlap("db") == 1
+    any_redis.delete("couchfarm:lease:db")
+    with pytest.raises(LeaseLost):
+        state.record_read(lease, "6-y")
     assert [state.delivery("b1", 0) for _ in range(3)] == [1, 2, 3]
     assert state.delivery("b1", 1) == 1
