@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from couchfarm import metrics
 from couchfarm.breaker import RetryPolicy
 from couchfarm.deadletters import DeadLetter, DeadLetterSink
 from couchfarm.models import Outcome
@@ -44,6 +45,11 @@ def give_up(result: DocResult, retries: int) -> DocResult:
 
 
 def log_result(result: DocResult, correlation_id: str = "", attempt: int = 0) -> None:
+    """One structured log line per document and attempt, and the matching metrics."""
+    metrics.DOCUMENTS.labels(result.db, result.strategy or "-", result.outcome.value).inc()
+    if result.outcome is not Outcome.NOOP:
+        metrics.LATENCY.labels(result.db).observe(result.latency_ms / 1000)
+        metrics.LEAVES.labels(result.db).observe(len(result.revs))
     level = logging.WARNING if result.outcome in (Outcome.DEAD_LETTERED, Outcome.RETRY) else logging.INFO
     log.log(
         level,

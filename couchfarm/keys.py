@@ -28,3 +28,4 @@ DELIVERIES = PREFIX + "deliveries:{batch}:{attempt}"  #: string counter of deliv
 READS = PREFIX + "reads:{db}"  #: zset JSON since -> time, the since values already read; no TTL, trimmed
 OVERLAP = PREFIX + "overlap:{db}"  #: string counter of since ranges read twice (0 normally); no TTL
 LAG = PREFIX + "lag:{db}"  #: string, changes behind ``done`` as last measured by the holder; TTL 1 day
+PAUSED = PREFIX + "paused"  #: set of databases whose automatic resolution is paused; no TTL

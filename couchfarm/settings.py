@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         finally:
             _swap_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}, saved)
 
+    def __repr_args__(self) -> Any:
+        from couchfarm.redact import redact_url
+
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) and "://" in value else value
+
     def rule_for(self, db: str) -> DatabaseRule | None:
         """The first database rule whose name or glob matches ``db``."""
         from fnmatch import fnmatchcase

@@ -323,6 +323,17 @@ class FarmState:
     def overlap(self, db: str) -> int:
         return int(self.redis.get(keys.OVERLAP.format(db=db)) or 0)
 
+    def pause(self, db: str) -> None:
+        """Stop automatic resolution of ``db``: its follower stops reading (batches in flight finish),
+        so conflicts stay for people and are picked up from the same checkpoint on resume."""
+        self.redis.sadd(keys.PAUSED, db)
+
+    def resume(self, db: str) -> None:
+        self.redis.srem(keys.PAUSED, db)
+
+    def is_paused(self, db: str) -> bool:
+        return bool(self.redis.sismember(keys.PAUSED, db))
+
     def databases(self) -> list[str]:
         return sorted(self.redis.smembers(keys.DATABASES))
 

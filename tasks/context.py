@@ -1,4 +1,9 @@
-"""What a worker process builds once from the settings it was started with: clients and stores."""
+"""What a worker process builds once from the settings it was started with: clients and stores.
+
+The settings are handed over by the process's entry point (``configure``), not through the Celery
+configuration: Celery shows its configuration to Flower and remote-control clients, and the
+settings hold credentials.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
 
 _lock = threading.Lock()
-_contexts: dict[int, WorkerContext] = {}
+_settings: Settings | None = None
+_context: WorkerContext | None = None
 
 
 @dataclass
@@ -23,22 +29,30 @@ class WorkerContext:
     redis: Any
 
 
-def context(app: Any) -> WorkerContext:
-    """The per-process context for ``app`` (built on first use, after the fork)."""
+def configure(settings: Settings) -> None:
+    """Called once by the worker's entry point; the context itself is built lazily after the fork."""
+    global _settings, _context
     with _lock:
-        ctx = _contexts.get(id(app))
-        if ctx is None:
-            settings: Settings | None = app.conf.get("couchfarm_settings")
-            if settings is None:
-                raise RuntimeError("the Celery app was not configured with couchfarm settings")
+        _settings, _context = settings, None
+
+
+def current_settings() -> Settings | None:
+    return _settings
+
+
+def context() -> WorkerContext:
+    """The per-process context (built on first use, so after the prefork pool has forked)."""
+    global _context
+    with _lock:
+        if _context is None:
+            if _settings is None:
+                raise RuntimeError("the worker was not configured with couchfarm settings")
             redis = None
-            if settings.redis_url:
+            if _settings.redis_url:
                 import redis as redis_lib
 
-                redis = redis_lib.Redis.from_url(settings.redis_url, decode_responses=True)
+                redis = redis_lib.Redis.from_url(_settings.redis_url, decode_responses=True)
             sink: DeadLetterSink = DeadLetters(redis) if redis is not None else MemoryDeadLetters()
-            ctx = WorkerContext(
-                settings, factory.engine(settings, factory.couch_client(settings)), sink, redis
-            )
-            _contexts[id(app)] = ctx
-        return ctx
+            engine = factory.engine(_settings, factory.couch_client(_settings))
+            _context = WorkerContext(_settings, engine, sink, redis)
+        return _context

@@ -19,6 +19,8 @@ from typing import Any
 
 from celery import shared_task
 
+from couchfarm import failpoints
+from couchfarm.deadletters import DeadLetter
 from couchfarm.driver import give_up, log_result, to_dead_letter
 from couchfarm.factory import retry_policy
 from couchfarm.models import Outcome
@@ -33,7 +35,7 @@ POISON = "PoisonDocument"
 def resolve_batch(
     self: Any, db: str, doc_ids: list[str], correlation_id: str = "", batch_id: str = "", attempt: int = 0
 ) -> dict[str, Any]:
-    ctx = context(self.app)
+    ctx = context()
     state = FarmState(ctx.redis) if ctx.redis is not None and batch_id else None
     task_id = self.request.id or ""
     results = run_once(ctx, state, db, list(doc_ids), batch_id, attempt, correlation_id, task_id)
@@ -47,8 +49,11 @@ def resolve_batch(
         if result.outcome is Outcome.RETRY:
             give_up(result, ctx.settings.max_retries)
         if result.outcome is Outcome.DEAD_LETTERED:
-            ctx.dead_letters.add(to_dead_letter(result, attempt + 1, correlation_id, task_id))
+            entry = to_dead_letter(result, attempt + 1, correlation_id, task_id)
+            if ctx.dead_letters.add(entry):  # False for a redelivery that already wrote it
+                show_in_flower(entry)
         outcomes[result.doc_id] = result.outcome.value
+    failpoints.hit("after_dead_letter")
     if retry:
         raise self.retry(
             args=[db, retry, correlation_id],
@@ -59,6 +64,14 @@ def resolve_batch(
     if state is not None:
         state.complete(db, batch_id)
     return {"db": db, "batch_id": batch_id, "outcomes": outcomes, "correlation_id": correlation_id}
+
+
+def show_in_flower(entry: DeadLetter) -> None:
+    from tasks.deadletter import dead_letter
+
+    dead_letter.apply_async(
+        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id]
+    )
 
 
 def run_once(

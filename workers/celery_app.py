@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_shutdown
 
 from couchfarm.settings import Settings
+from tasks import context as tasks_context
 from workers.logs import make_handler
 
 # Redis has no real acknowledgement: kombu re-queues any message unacknowledged for longer than the
@@ -57,13 +58,13 @@ def configure(app: Celery, settings: Settings) -> Celery:
         result_expires=3600,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        couchfarm_settings=settings,
     )
+    tasks_context.configure(settings)
     return app
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    app = Celery("couchfarm", include=["tasks.resolve"])
+    app = Celery("couchfarm", include=["tasks.resolve", "tasks.deadletter"])
     return configure(app, settings or Settings.load(os.environ.get("COUCHFARM_CONFIG")))
 
 
@@ -74,11 +75,20 @@ def _redacting_handlers(logger: object, **kwargs: object) -> None:
     import logging
 
     assert isinstance(logger, logging.Logger)
-    settings = app.conf.get("couchfarm_settings")
+    settings = tasks_context.current_settings()
     fmt = settings.log_format if settings else "console"
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     logger.addHandler(make_handler(fmt))
+
+
+@worker_process_shutdown.connect
+def _metrics_process_dead(pid: int | None = None, **kwargs: object) -> None:
+    """A pool process that exits leaves its live gauges behind unless it is marked dead."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
 
 app = create_app()

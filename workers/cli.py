@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 import click
 
@@ -17,19 +19,38 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from workers import cli_farm, cli_replication, cli_resolve, cli_scan
+    from workers import cli_dlq, cli_farm, cli_replication, cli_resolve, cli_scan
 
-    for command in (cli_farm.dispatch, cli_farm.worker, cli_farm.run, cli_farm.status, cli_farm.checkpoint):
+    for command in (
+        cli_farm.dispatch,
+        cli_farm.worker,
+        cli_farm.run,
+        cli_farm.status,
+        cli_farm.checkpoint,
+        cli_dlq.dlq,
+        cli_dlq.flower,
+    ):
         cli.add_command(command)
 
     cli.add_command(cli_scan.scan)
     cli.add_command(cli_resolve.resolve)
     cli.add_command(cli_resolve.undo)
     cli.add_command(cli_replication.replication)
+    from workers.cli_conflicts import conflicts
+
+    cli.add_command(conflicts)
+
+
+def _prepare_process(argv: list[str]) -> None:
+    """A worker's prefork children share metrics through files: the directory must be known before
+    prometheus_client is first imported, so it is set here, before any command module loads."""
+    if argv[:1] == ["worker"] and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="couchfarm-metrics-")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: configuration errors and farm errors end with a clear message, not a trace."""
+    _prepare_process(list(sys.argv[1:] if argv is None else argv))
     _register()
     try:
         cli.main(args=argv, prog_name="couchfarm", standalone_mode=False)

@@ -101,8 +101,16 @@ class Follower:
 
     # -- one round ------------------------------------------------------------------------------
 
+    def paused(self) -> bool:
+        rule = self.settings.rule_for(self.db)
+        return (rule is not None and rule.paused) or self.state.is_paused(self.db)
+
     def step(self) -> None:
         self.pump()
+        if self.paused():
+            self.idle = not self.state.batches(self.db)
+            self.stop.wait(1.0)
+            return
         open_batches = self.state.batches(self.db)
         if len(open_batches) > self.settings.max_queued_batches:
             self.idle = False
@@ -123,7 +131,15 @@ class Follower:
         if len(self.buffer) >= self.settings.batch_size or caught_up or old:
             self.flush()
         docs_open = sum(len(b.docs) for b in self.state.batches(self.db))
-        self.state.set_lag(self.db, docs_open + len(self.buffer) + int(page.pending or 0))
+        lag = docs_open + len(self.buffer) + int(page.pending or 0)
+        self.state.set_lag(self.db, lag)
+        self.on_event(
+            "gauges",
+            db=self.db,
+            lag=lag,
+            checkpoint=self.state.checkpoint(self.db),
+            overlap=self.state.overlap(self.db),
+        )
         self.idle = caught_up and not self.buffer and not self.state.batches(self.db)
         if self.idle and self.until_idle:
             self.stop.wait(0.2)

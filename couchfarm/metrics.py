@@ -1,0 +1,113 @@
+"""Prometheus metrics of every couchfarm process.
+
+Worker processes of the prefork pool share one view through prometheus_client's multiprocess mode:
+the worker entry point sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports this module, and
+its ``/metrics`` endpoint aggregates every child's files. The dispatcher uses the default registry.
+Label values are database names, strategies and outcomes: never document ids (unbounded) nor URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_GAUGE_MODE: Any = {"multiprocess_mode": "livemax"} if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else {}
+
+CONFLICTS_DETECTED = Counter(
+    "couchfarm_conflicts_detected", "Documents with more than one leaf handed to workers", ["db"]
+)
+DOCUMENTS = Counter(
+    "couchfarm_documents",
+    "Documents settled, by outcome (resolved, noop, retry, dead_lettered)",
+    ["db", "strategy", "outcome"],
+)
+LATENCY = Histogram(
+    "couchfarm_resolution_latency_seconds",
+    "Time to resolve one batch attempt, per document",
+    ["db"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LEAVES = Histogram(
+    "couchfarm_leaves_per_conflict",
+    "Live leaves of each conflicted document",
+    ["db"],
+    buckets=(2, 3, 4, 6, 10, 20, 50),
+)
+DEEP_CONFLICTS = Counter(
+    "couchfarm_deep_conflicts", "Documents with more live leaves than the alert level", ["db"]
+)
+LAG = Gauge("couchfarm_lag", "Changes behind the done checkpoint", ["db"], **_GAUGE_MODE)
+CHECKPOINT_AGE = Gauge(
+    "couchfarm_checkpoint_age_seconds",
+    "Seconds since a checkpoint last moved",
+    ["db", "checkpoint"],
+    **_GAUGE_MODE,
+)
+LEASES = Counter("couchfarm_lease_events", "Lease acquisitions and losses", ["db", "event"])
+OVERLAP = Gauge("couchfarm_overlap", "Since ranges read twice (0 in normal operation)", ["db"], **_GAUGE_MODE)
+DEAD_LETTERS = Gauge("couchfarm_dead_letters", "Entries in the dead-letter store", ["db"], **_GAUGE_MODE)
+HTTP_ERRORS = Counter("couchfarm_http_errors", "CouchDB requests that failed, by kind", ["kind"])
+BREAKER = Gauge(
+    "couchfarm_breaker_state",
+    "Circuit breaker per server: 0 closed, 1 half-open, 2 open",
+    ["server"],
+    **_GAUGE_MODE,
+)
+BATCHES_SENT = Counter("couchfarm_batches_sent", "Batches handed to the workers", ["db"])
+
+
+def http_kind(status: int | None) -> str | None:
+    """The error kind of a request outcome, None for a success."""
+    if status is None:
+        return "connection"
+    if status == 429:
+        return "throttled"
+    if status >= 500:
+        return "server"
+    if status == 409:
+        return "conflict"
+    if status >= 400:
+        return f"client_{status}"
+    return None
+
+
+def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
+    """The CouchDB transport's hook."""
+    kind = http_kind(status)
+    if kind is not None:
+        HTTP_ERRORS.labels(kind).inc()
+
+
+def on_event(name: str, **fields: Any) -> None:
+    """The engine's and the dispatcher's events."""
+    db = str(fields.get("db", ""))
+    if name == "deep_conflict":
+        DEEP_CONFLICTS.labels(db).inc()
+    elif name in ("lease_acquired", "lease_lost"):
+        LEASES.labels(db, name.removeprefix("lease_")).inc()
+    elif name == "gauges":
+        LAG.labels(db).set(fields["lag"])
+        OVERLAP.labels(db).set(fields["overlap"])
+        DEAD_LETTERS.labels(db).set(fields.get("dead_letters", 0))
+        cp = fields["checkpoint"]
+        for which, at in (("read", cp.read_at), ("done", cp.done_at)):
+            if at:
+                CHECKPOINT_AGE.labels(db, which).set(max(0.0, time.time() - at))
+    elif name == "batch_sent":
+        BATCHES_SENT.labels(db).inc()
+        CONFLICTS_DETECTED.labels(db).inc(int(fields.get("docs", 0)))
+
+
+def serve(port: int, multiprocess: bool = False) -> None:
+    """Expose ``/metrics`` on ``port`` (0 picks a free one); aggregated across processes if asked."""
+    if multiprocess:
+        from prometheus_client import multiprocess as mp
+
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(port, addr="0.0.0.0", registry=registry)
+    else:
+        start_http_server(port, addr="0.0.0.0")

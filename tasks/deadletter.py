@@ -1,0 +1,67 @@
+"""Dead letters as Flower sees them, and replay as a task an operator can start from Flower.
+
+Flower shows worker events, never the result backend. ``couchfarm.dead_letter`` is one small task
+per dead-lettered document: it sends a ``task-dead_lettered`` event (Flower then shows the state
+``DEAD_LETTERED``, with db, doc id and reason in its arguments, searchable) and ends with ``Ignore``
+so that no later ``task-succeeded`` overwrites that state. The store in Redis stays the record;
+Flower is only a view of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import Ignore
+
+from couchfarm.deadletters import DeadLetters
+from couchfarm.factory import retry_policy
+from couchfarm.replay import replay
+from tasks.context import context
+
+
+@shared_task(bind=True, name="couchfarm.dead_letter", ignore_result=True)
+def dead_letter(
+    self: Any, db: str, doc_id: str, error: str, reason: str, entry_id: str, correlation_id: str = ""
+) -> None:
+    self.send_event(
+        "task-dead_lettered",
+        db=db,
+        doc_id=doc_id,
+        error=error,
+        reason=reason,
+        entry_id=entry_id,
+        correlation_id=correlation_id,
+    )
+    raise Ignore()
+
+
+@shared_task(bind=True, name="couchfarm.replay_dead_letters")
+def replay_dead_letters(
+    self: Any, entry_id: str = "", db: str = "", all: bool = False, dry_run: bool = False
+) -> dict[str, Any]:
+    """Replay one entry (``entry_id``), a database's entries (``db``) or every entry (``all``)."""
+    ctx = context()
+    if ctx.redis is None:
+        raise RuntimeError("replay needs Redis (COUCHFARM_REDIS_URL)")
+    store = DeadLetters(ctx.redis)
+    if entry_id:
+        entry = store.get(entry_id)
+        entries = [entry] if entry is not None else []
+    elif db or all:
+        entries = store.list(db or None)
+    else:
+        raise ValueError("give entry_id, db or all=True")
+    done = replay(
+        ctx.engine,
+        store,
+        entries,
+        dry_run=dry_run,
+        max_retries=ctx.settings.max_retries,
+        backoff=retry_policy(ctx.settings),
+    )
+    return {
+        "replayed": len(done),
+        "removed": sum(r.removed for r in done),
+        "outcomes": {r.entry.doc_id: r.result.outcome.value for r in done},
+    }

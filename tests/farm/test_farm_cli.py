@@ -1,0 +1,50 @@
+"""``couchfarm status`` and ``couchfarm checkpoint`` on real Redis and pouchdb-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import redis
+
+from couchfarm.couch import CouchClient
+from couchfarm.state import FarmState
+from workers.follower import MIRROR
+
+
+def couchfarm(couch_url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_status_and_checkpoint_commands(couch_url: str, redis_url: str, client: CouchClient, db: str) -> None:
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    lease = state.acquire(db, "host:1:abc", ttl=30)
+    assert lease is not None
+    batch = state.create_batch(lease, ["a", "b"], 7, "corr")
+    state.claim(lease, batch)
+    state.write_checkpoint(lease, "read", 7)
+    client.put_local(db, MIRROR, {"done": 3})
+    out = couchfarm(couch_url, redis_url, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["db"] == db and row["lease"]["holder"] == "host:1:abc" and row["lease"]["token"] == 1
+    assert row["checkpoint"]["read"] == 7 and row["batches"] == {"waiting": 0, "queued": 1}
+    assert row["inflight_docs"] == 2 and row["dead_letters"] == 0
+    table = couchfarm(couch_url, redis_url, "status")
+    assert db in table.stdout and "host:1:abc" in table.stdout
+    shown = json.loads(couchfarm(couch_url, redis_url, "checkpoint", "show", db).stdout)
+    assert shown["read"] == 7 and shown["mirror"] == 3
+    assert couchfarm(couch_url, redis_url, "checkpoint", "reset", db, "--yes").returncode == 0
+    assert not state.checkpoint(db).known and client.get_local(db, MIRROR) is None and not state.inflight(db)
+
+
+def test_commands_that_need_redis_say_so(couch_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUCHFARM_")}
+    env["COUCHFARM_COUCH_URL"] = couch_url
+    out = subprocess.run([sys.executable, "-m", "workers", "status"], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "COUCHFARM_REDIS_URL" in out.stderr
