@@ -1,0 +1,306 @@
+"""``couchfarm replication ...``: validate, plan and apply a topology; status, watch and rescan jobs.
+
+Exit statuses: ``validate`` 0 valid, 2 invalid; ``plan`` 0 nothing to change, 2 changes pending,
+1 error; ``apply`` 0 applied, 3 some changes blocked (server limits, unreadable node), 1 an error
+or a change the server refused; ``watch`` in a bounded mode 0, or 2 when an alert fired.
+Credentials are read from the environment variables the topology names and are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from couchfarm.errors import FarmError
+from couchfarm.redact import redact_url
+from couchfarm.replication.apply import Result, apply_plan
+from couchfarm.replication.endpoints import client_for, node_clients
+from couchfarm.replication.errors import ReplicationBlocked
+from couchfarm.replication.expand import load_topology
+from couchfarm.replication.plan import build_plan
+from couchfarm.replication.render import Credential, Credentials, render, resolve_credentials
+from couchfarm.replication.rescan import rescan as rescan_doc
+from couchfarm.replication.status import ReplicationStatus, collect_all, seq_number
+from couchfarm.replication.topology import Topology
+from couchfarm.replication.watch import Event, WebhookSink, log_sink
+from couchfarm.replication.watch import Watcher as StatusWatcher
+from workers.cli_common import CONTEXT, config_options, echo_json, load_settings
+
+Targets = tuple[dict[str, Any], Topology | None, Credentials | None]
+
+
+@click.group(context_settings=CONTEXT)
+def replication() -> None:
+    """Declare replication topologies, apply them to each node's _replicator, watch the jobs."""
+
+
+def topology_option(func: Any) -> Any:
+    return click.option(
+        "--topology",
+        "-t",
+        "topology_path",
+        envvar="COUCHFARM_TOPOLOGY",
+        type=click.Path(dir_okay=False),
+        help="Topology file naming the nodes to look at. [env COUCHFARM_TOPOLOGY]",
+    )(func)
+
+
+@replication.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check a topology FILE without touching the network; list the documents it declares."""
+    load_settings(None)
+    topo = load_topology(file)
+    placeholders: Credentials = {
+        n: _placeholder(node.auth.type) if node.auth else None for n, node in topo.nodes.items()
+    }
+    for rep in topo.replications:
+        render(rep, topo, placeholders, couchdb=True)
+    for rep in topo.replications:
+        mode = "continuous" if rep.continuous else "one-shot"
+        click.echo(f"{rep.node:<12} {rep.doc_id}  ({mode})")
+    click.echo(
+        f"{file}: valid: {len(topo.nodes)} node(s), {len(topo.databases)} database(s), "
+        f"{len(topo.replications)} replication document(s)",
+        err=True,
+    )
+    for name, node in topo.nodes.items():
+        if node.auth and node.auth.env not in os.environ:
+            click.echo(
+                f"note: {node.auth.env} (credentials of {name}) is not set here; plan and apply will need it",
+                err=True,
+            )
+
+
+def _exit(code: int) -> None:
+    """End with ``code``. ``sys.exit``, not ``ctx.exit``: ``main`` runs click with standalone_mode off,
+    where click turns ``ctx.exit`` into a return value that would be lost."""
+    if code:
+        sys.exit(code)
+
+
+def _placeholder(kind: str) -> Credential:
+    return Credential(kind, "user" if kind == "basic" else None, "placeholder")  # type: ignore[arg-type]
+
+
+def _connect(file: str) -> tuple[Topology, dict[str, Any], Credentials]:
+    topo = load_topology(file)
+    creds = resolve_credentials(topo, os.environ)
+    return topo, node_clients(topo, creds), creds
+
+
+@replication.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--prune", is_flag=True, help="Also plan to delete documents this topology no longer declares.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list unchanged documents and every created field.")
+def plan(file: str, as_json: bool, prune: bool, verbose: bool) -> None:
+    """Show what apply would change on each node: exit 0 when nothing, 2 when changes are pending."""
+    load_settings(None)
+    try:
+        topo, clients, creds = _connect(file)
+        result = build_plan(topo, clients, creds, prune=prune)
+    except FarmError as exc:  # exit 1, so that 2 always means "changes pending"
+        click.echo(f"couchfarm: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json(result.as_json())
+    else:
+        click.echo("\n".join(result.lines(verbose)))
+    _exit(2 if result.pending else 0)
+
+
+@replication.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--prune", is_flag=True, help="Delete documents this topology created and no longer declares.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
+def apply(file: str, prune: bool, as_json: bool) -> None:
+    """Make each node's _replicator match FILE; documents couchfarm did not create are never touched."""
+    load_settings(None)
+    try:
+        topo, clients, creds = _connect(file)
+        outcomes = apply_plan(build_plan(topo, clients, creds, prune=prune), clients)
+    except FarmError as exc:  # exit 1 like plan: 2 and 3 have their own meaning
+        click.echo(f"couchfarm: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json([{**o.change.as_json(), "result": o.result.value, "detail": o.detail} for o in outcomes])
+    else:
+        for outcome in outcomes:
+            click.echo(outcome.line())
+        click.echo(f"{sum(o.result is Result.DONE for o in outcomes)} change(s) applied", err=True)
+    results = {o.result for o in outcomes}
+    _exit(1 if Result.FAILED in results else 3 if Result.BLOCKED in results else 0)
+
+
+def _targets(topology_path: str | None, config: str | None, couch_url: str | None) -> Targets:
+    """The nodes to look at: the topology's, else the one server of the settings / ``--url``."""
+    settings = load_settings(config, couch_url=couch_url)
+    if topology_path:
+        topo, clients, creds = _connect(topology_path)
+        return clients, topo, creds
+    password = settings.couch_password.get_secret_value() if settings.couch_password else None
+    cred = Credential("basic", settings.couch_user, password) if settings.couch_user and password else None
+    client = client_for(settings.couch_url, cred)
+    return {redact_url(client.url).split("://", 1)[-1]: client}, None, None
+
+
+@replication.command()
+@topology_option
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def status(topology_path: str | None, config: str | None, couch_url: str | None, as_json: bool) -> None:
+    """Every replication's state, reason, progress and pending changes, per node."""
+    clients, topo, creds = _targets(topology_path, config, couch_url)
+    rows = collect_all(clients, topo, creds)
+    if as_json:
+        echo_json([r.as_json() for r in rows])
+        return
+    click.echo("\n".join(status_table(rows)))
+
+
+def status_table(rows: list[ReplicationStatus]) -> list[str]:
+    """A fixed-width table; sequences show their comparable number, the reason one line of 100."""
+    width = max([len(r.doc_id) for r in rows] + [6])
+    nodes = max([len(r.node) for r in rows] + [4])
+    out = [
+        f"{'NODE':<{nodes}}  {'DOC ID':<{width}}  {'STATE':<12} {'READ/WRITTEN':>13} {'FAIL':>5} "
+        f"{'CHECKPOINT/SOURCE':>18} {'PENDING':>8}  {'UPDATED':<20}  REASON"
+    ]
+    for r in rows:
+        rw = f"{_num(r.docs_read)}/{_num(r.docs_written)}"
+        seqs = f"{_num(seq_number(r.checkpointed_seq))}/{_num(seq_number(r.source_seq))}"
+        reason = " ".join((r.reason or "").split())[:100]
+        out.append(
+            f"{r.node:<{nodes}}  {r.doc_id:<{width}}  {r.state:<12} {rw:>13} {_num(r.doc_write_failures):>5} "
+            f"{seqs:>18} {_num(r.pending):>8}  {_when(r.last_update):<20}  {reason}"
+        )
+    return out
+
+
+def _when(stamp: str | None) -> str:
+    """A timestamp to the second (pouchdb-server writes milliseconds, CouchDB does not)."""
+    return "-" if not stamp else stamp.split(".", 1)[0].rstrip("Z") + "Z"
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@replication.command()
+@topology_option
+@config_options
+@click.option(
+    "--interval",
+    default=10.0,
+    show_default=True,
+    envvar="COUCHFARM_WATCH_INTERVAL",
+    help="Seconds between polls. [env COUCHFARM_WATCH_INTERVAL]",
+)
+@click.option("--once", is_flag=True, help="Poll once and stop.")
+@click.option("--iterations", type=click.IntRange(min=1), help="Poll N times and stop.")
+@click.option("--until-idle", is_flag=True, help="Stop after a poll that changed nothing.")
+@click.option(
+    "--stall-after",
+    default=300.0,
+    show_default=True,
+    envvar="COUCHFARM_STALL_AFTER",
+    help="Seconds a checkpoint may stand still while the source moves. [env COUCHFARM_STALL_AFTER]",
+)
+@click.option(
+    "--webhook", envvar="COUCHFARM_WEBHOOK_URL", help="POST every event here. [env COUCHFARM_WEBHOOK_URL]"
+)
+@click.option("--alerts-only", is_flag=True, help="Send only alerts to the webhook.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    envvar="COUCHFARM_METRICS_PORT",
+    help="Serve Prometheus metrics on this port. [env COUCHFARM_METRICS_PORT]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Also print every event as a JSON line on stdout.")
+def watch(
+    topology_path: str | None,
+    config: str | None,
+    couch_url: str | None,
+    interval: float,
+    once: bool,
+    iterations: int | None,
+    until_idle: bool,
+    stall_after: float,
+    webhook: str | None,
+    alerts_only: bool,
+    metrics_port: int | None,
+    as_json: bool,
+) -> None:
+    """Poll the replications and emit an event per state transition; alert on crashing/failed jobs,
+    stalled checkpoints, growing write failures and sequences that go backwards."""
+    clients, topo, creds = _targets(topology_path, config, couch_url)
+    sinks = [log_sink(), _metrics_sink(metrics_port)]
+    if webhook:
+        sinks.append(WebhookSink(webhook, alerts_only=alerts_only))
+    if as_json:
+        sinks.append(lambda e: click.echo(json.dumps(e.as_json(), sort_keys=True, default=str)))
+    watcher = StatusWatcher(lambda: collect_all(clients, topo, creds), sinks, stall_after=stall_after)
+    summary = watcher.run(iterations=1 if once else iterations, until_idle=until_idle, interval=interval)
+    click.echo(f"{summary.polls} poll(s), {summary.events} event(s), {summary.alerts} alert(s)", err=True)
+    _exit(2 if summary.alerts else 0)
+
+
+_EVENTS: list[Any] = []  # the process's one Prometheus counter, created on first use
+
+
+def _metrics_sink(port: int | None) -> Any:
+    """The metric hook: a Prometheus counter per event kind and severity."""
+    from prometheus_client import Counter, start_http_server
+
+    if not _EVENTS:
+        _EVENTS.append(
+            Counter("couchfarm_replication_events", "Replication watch events", ["kind", "severity"])
+        )
+    if port:
+        start_http_server(port)
+
+    def sink(event: Event) -> None:
+        _EVENTS[0].labels(event.kind, event.severity.value).inc()
+
+    return sink
+
+
+@replication.command()
+@click.argument("doc_id")
+@topology_option
+@config_options
+@click.option("--node", help="The node whose _replicator holds DOC_ID (when several do).")
+@click.option("--checkpoint", help="The _local checkpoint id to delete, when couchfarm cannot tell.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def rescan(
+    doc_id: str,
+    topology_path: str | None,
+    config: str | None,
+    couch_url: str | None,
+    node: str | None,
+    checkpoint: str | None,
+    yes: bool,
+) -> None:
+    """Delete DOC_ID's checkpoints on source and target and recreate it: a clean re-scan."""
+    clients, topo, creds = _targets(topology_path, config, couch_url)
+    holders = [n for n, c in clients.items() if (node is None or n == node) and _holds(c, doc_id)]
+    if len(holders) != 1:
+        where = "no node" if not holders else f"several nodes ({', '.join(holders)}); pick one with --node"
+        raise ReplicationBlocked(f"{doc_id} is on {where}", doc_id=doc_id)
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"re-scan {doc_id} on {holders[0]} from the start?", abort=True)
+    report = rescan_doc(
+        holders[0], clients[holders[0]], doc_id, topo=topo, creds=creds, checkpoint=checkpoint
+    )
+    click.echo(report.line())
+
+
+def _holds(client: Any, doc_id: str) -> bool:
+    from couchfarm.replication.api import get_doc
+
+    return get_doc(client, doc_id) is not None
