@@ -322,6 +322,22 @@ class CouchClient:
             headers=STREAM_HEADERS,
         )
 
+    # -- views ----------------------------------------------------------------------------------
+
+    def view(self, db: str, ddoc: str, name: str, **params: Any) -> list[dict[str, Any]]:
+        """``GET /{db}/_design/{ddoc}/_view/{name}``: the rows (``id``, ``key``, ``value``).
+
+        ``key``/``startkey``/``endkey`` are sent as JSON; ``limit``, ``skip``, ``include_docs``...
+        as given. 404 ``NotFound`` when the database, the design document or the view is missing;
+        400 ``BadRequest`` for bad parameters; 500 (a map function that fails) ``Unavailable``.
+        """
+        for key in ("startkey", "endkey", "key"):
+            if key in params:
+                params[key] = json.dumps(params[key])
+        path = f"{quote_id(db)}/_design/{quote(ddoc, safe='')}/_view/{quote(name, safe='')}"
+        rows: list[dict[str, Any]] = self.http.request("GET", path, params=params).json()["rows"]
+        return rows
+
 
 def _chunks(resp: requests.Response, end: float) -> Iterator[bytes]:
     """Chunks of a streamed body until it ends or the wall-clock ``end`` passes."""
