@@ -44,6 +44,15 @@ def give_up(result: DocResult, retries: int) -> DocResult:
     return result
 
 
+def settle(result: DocResult, attempt: int, max_retries: int, correlation_id: str) -> bool:
+    """Log the document's outcome for this attempt; True when it is to be retried (a RETRY
+    with retries left), else a RETRY out of retries becomes a dead letter first."""
+    if result.outcome is Outcome.RETRY and attempt >= max_retries:
+        give_up(result, max_retries)
+    log_result(result, correlation_id, attempt)
+    return result.outcome is Outcome.RETRY
+
+
 def log_result(result: DocResult, correlation_id: str = "", attempt: int = 0) -> None:
     """One structured log line per document and attempt, and the matching metrics."""
     metrics.DOCUMENTS.labels(result.db, result.strategy or "-", result.outcome.value).inc()
@@ -130,12 +139,9 @@ def resolve_batch(
     while pending:
         retry = []
         for result in engine.resolve(db, pending, dry_run=dry_run):
-            log_result(result, correlation_id, attempt)
-            if result.outcome is Outcome.RETRY and attempt < max_retries:
+            if settle(result, attempt, max_retries, correlation_id):
                 retry.append(result.doc_id)
                 continue
-            if result.outcome is Outcome.RETRY:
-                give_up(result, max_retries)
             if result.outcome is Outcome.DEAD_LETTERED:
                 sink.add(to_dead_letter(result, attempt + 1, correlation_id))
             final[result.doc_id] = result

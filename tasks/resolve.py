@@ -21,7 +21,7 @@ from celery import shared_task
 
 from couchfarm import failpoints
 from couchfarm.deadletters import DeadLetter
-from couchfarm.driver import give_up, log_result, to_dead_letter
+from couchfarm.driver import settle, to_dead_letter
 from couchfarm.factory import retry_policy
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult
@@ -42,12 +42,9 @@ def resolve_batch(
     retry: list[str] = []
     outcomes: dict[str, str] = {}
     for result in results:
-        log_result(result, correlation_id, attempt)
-        if result.outcome is Outcome.RETRY and attempt < ctx.settings.max_retries:
+        if settle(result, attempt, ctx.settings.max_retries, correlation_id):
             retry.append(result.doc_id)
             continue
-        if result.outcome is Outcome.RETRY:
-            give_up(result, ctx.settings.max_retries)
         if result.outcome is Outcome.DEAD_LETTERED:
             entry = to_dead_letter(result, attempt + 1, correlation_id, task_id)
             if ctx.dead_letters.add(entry):  # False for a redelivery that already wrote it

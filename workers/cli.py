@@ -9,7 +9,8 @@ import tempfile
 import click
 
 from couchfarm.errors import ConfigError, FarmError
-from workers.cli_common import CONTEXT
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from couchfarm import factory
+from couchfarm import factory, metrics
 from couchfarm.deadletters import DeadLetters
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
@@ -27,6 +27,8 @@ IDLE_OPTION = click.option(
 
 def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> Dispatcher:
     state = farm_state(settings)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
     return Dispatcher(
         factory.couch_client(settings),
         state,
@@ -34,6 +36,7 @@ def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> D
         sender(celery_app(settings)),
         follow_names(settings, dbs),
         until_idle=until_idle,
+        on_event=factory.emit,
     )
 
 
@@ -72,6 +75,8 @@ def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ..
     """Run a Celery worker with couchfarm's app; other options go to Celery (e.g. -c 4)."""
     settings = load_settings(config, couch_url=couch_url)
     app = celery_app(settings)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port, multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
     argv = [
         "worker",
         "--loglevel",

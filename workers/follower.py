@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import DeadLetters
 from couchfarm.errors import CouchError, LeaseLost
 from couchfarm.feeds import Seq
 from couchfarm.settings import Settings
@@ -139,6 +140,7 @@ class Follower:
             lag=lag,
             checkpoint=self.state.checkpoint(self.db),
             overlap=self.state.overlap(self.db),
+            dead_letters=DeadLetters(self.state.redis).count(self.db),
         )
         self.idle = caught_up and not self.buffer and not self.state.batches(self.db)
         if self.idle and self.until_idle:

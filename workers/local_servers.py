@@ -146,14 +146,18 @@ class PouchServer(Managed):
 class RedisServer(Managed):
     """A throw-away redis-server on a free loopback port, without persistence unless asked."""
 
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, appendonly: bool = False, password: str | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="couchfarm-redis-"))
         self.appendonly = appendonly
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30.0) -> RedisServer:
         log = self.dir / "redis.log"
@@ -174,6 +178,8 @@ class RedisServer(Managed):
             "--daemonize",
             "no",
         ]
+        if self.password:
+            args += ["--requirepass", self.password]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         _wait(self.ping, "redis-server", timeout, self.proc, log)

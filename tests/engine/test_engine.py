@@ -192,3 +192,22 @@ def test_dry_run_writes_nothing(client: CouchClient, db: str) -> None:
     plan = out["results"]["d"].plan
     assert plan and plan["merged"]["updated_at"] == "2026-02-01T00:00:00Z" and len(plan["leaves"]) == 2
     assert client.db_info(db)["update_seq"] == seq
+
+
+def test_deep_conflict_raises_an_event_log_and_metric(
+    client: CouchClient, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from couchfarm import factory, metrics
+
+    make_conflict(client, db, "deep", edits(*(f"2026-01-0{i}T00:00:00Z" for i in range(1, 6))))
+    before = metrics.DEEP_CONFLICTS.labels(db)._value.get()
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def record(name: str, **fields: Any) -> None:
+        events.append((name, fields))
+        factory.emit(name, **fields)
+
+    run(engine(client, deep_conflict_leaves=3, on_event=record), db, ["deep"])
+    assert events == [("deep_conflict", {"db": db, "doc_id": "deep", "leaves": 5})]
+    assert metrics.DEEP_CONFLICTS.labels(db)._value.get() == before + 1
+    assert "deep conflict" in caplog.text and "5 live leaves" in caplog.text
