@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from couchfarm.errors import BadRequest, NotFound, Unavailable
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, Seq, parse_continuous_line
@@ -340,14 +341,21 @@ class CouchClient:
 
 
 def _chunks(resp: requests.Response, end: float) -> Iterator[bytes]:
-    """Chunks of a streamed body until it ends or the wall-clock ``end`` passes."""
+    """Bytes of a streamed body as they arrive, until it ends or the wall-clock ``end`` passes.
+
+    ``read1`` returns whatever has arrived (one heartbeat is enough), so the deadline is checked
+    even when a server, or a proxy that turned the chunked stream into a close-delimited one,
+    keeps trickling heartbeats and never ends the response.
+    """
     try:
-        for chunk in resp.iter_content(chunk_size=None):
-            if chunk:
-                yield chunk
+        while True:
+            data = resp.raw.read1(65536)
+            if not data:
+                return
+            yield data
             if time.monotonic() >= end:
                 return
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         if time.monotonic() < end - 0.05:
             raise Unavailable(f"feed connection dropped: {type(exc).__name__}", method="GET") from None
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from couchfarm import metrics
+from couchfarm import metrics, trace
 from couchfarm.breaker import RetryPolicy
 from couchfarm.deadletters import DeadLetter, DeadLetterSink
 from couchfarm.models import Outcome
@@ -34,6 +34,7 @@ def to_dead_letter(
         attempts=attempts,
         correlation_id=correlation_id,
         task_id=task_id,
+        traceparent=trace.current.get() or "",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from couchfarm import metrics
+from couchfarm import metrics, trace
 from couchfarm.archive import Archive
 from couchfarm.breaker import BreakerState, CircuitBreaker, RetryPolicy
 from couchfarm.couch import CouchClient
@@ -19,9 +19,16 @@ log = logging.getLogger("couchfarm.events")
 
 
 def couch_client(settings: Settings, url: str | None = None) -> CouchClient:
-    """The CouchDB client for ``url`` (default: the farm's server), built from the settings."""
+    """The CouchDB client for ``url`` (default: the farm's server), built from the settings.
+
+    The TLS files are read again here: the settings may have been loaded long before, and a file
+    that has gone since must fail now, naming its setting, not at the first connection.
+    """
     password = settings.couch_password.get_secret_value() if settings.couch_password else None
-    session = make_session(settings.couch_pool_size, settings.couch_user, password)
+    tls = settings.couch_tls.prepare(url or settings.couch_url)
+    session = make_session(
+        settings.couch_pool_size, settings.couch_user, password, tls.requests_verify(), tls.requests_cert()
+    )
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
     server = redact_url(url or settings.couch_url).split("@")[-1]
 
@@ -36,6 +43,8 @@ def couch_client(settings: Settings, url: str | None = None) -> CouchClient:
         retry=RetryPolicy(settings.couch_retries, settings.couch_backoff, settings.couch_backoff_max),
         breaker=breaker,
         on_request=on_request,
+        headers=trace.headers,
+        tls=tls,
     )
 
 

@@ -20,7 +20,7 @@ DISPATCHERS = PREFIX + "dispatchers"  #: zset dispatcher id -> last heartbeat (u
 
 # Batches and the in-flight guard (couchfarm/state.py)
 BATCH = PREFIX + "batch:{db}:{batch}"  #: hash {ordinal, docs (JSON), end_seq (JSON), status, correlation_id,
-#: enqueued_at, touched_at}; no TTL, deleted when the done checkpoint passes it
+#: enqueued_at, touched_at, traceparent}; no TTL, deleted when the done checkpoint passes it
 BATCHES = PREFIX + "batches:{db}"  #: zset batch id -> ordinal (open batches in feed order); no TTL
 ORDINAL = PREFIX + "ordinal:{db}"  #: string counter of batch ordinals; no TTL
 INFLIGHT = PREFIX + "inflight:{db}"  #: hash doc id -> batch id of the queued batch holding it; no TTL

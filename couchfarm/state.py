@@ -53,7 +53,7 @@ _CREATE = (
     + """
 local ordinal = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], 'ordinal', ordinal, 'docs', ARGV[3], 'end_seq', ARGV[4], 'status', 'waiting',
-  'correlation_id', ARGV[5], 'created_at', ARGV[6])
+  'correlation_id', ARGV[5], 'created_at', ARGV[6], 'traceparent', ARGV[8])
 redis.call('ZADD', KEYS[5], ordinal, ARGV[7])
 return ordinal
 """
@@ -148,6 +148,7 @@ class Batch:
     correlation_id: str
     end_seq: Any = None
     touched_at: float = 0.0
+    traceparent: str = ""  #: W3C trace context started by the dispatcher for this batch
 
 
 class FarmState:
@@ -237,7 +238,9 @@ class FarmState:
 
     # -- batches --------------------------------------------------------------------------------
 
-    def create_batch(self, lease: Lease, docs: list[str], end_seq: Any, correlation_id: str) -> str:
+    def create_batch(
+        self, lease: Lease, docs: list[str], end_seq: Any, correlation_id: str, traceparent: str = ""
+    ) -> str:
         """Record a batch (status waiting) in feed order; fenced."""
         batch_id = uuid.uuid4().hex[:12]
         k, a = self._fence(lease)
@@ -251,7 +254,7 @@ class FarmState:
                 keys.ORDINAL.format(db=db),
                 keys.BATCHES.format(db=db),
             ],
-            [*a, json.dumps(docs), seq, correlation_id, self.clock(), batch_id],
+            [*a, json.dumps(docs), seq, correlation_id, self.clock(), batch_id, traceparent],
             db,
         )
         return batch_id
@@ -359,6 +362,7 @@ def _batch(db: str, batch_id: str, raw: dict[str, str]) -> Batch:
         correlation_id=raw.get("correlation_id", ""),
         end_seq=json.loads(raw["end_seq"]) if raw.get("end_seq") else None,
         touched_at=float(raw.get("touched_at", 0) or 0),
+        traceparent=raw.get("traceparent", ""),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import shared_task
 
-from couchfarm import failpoints
+from couchfarm import failpoints, trace
 from couchfarm.deadletters import DeadLetter
 from couchfarm.driver import settle, to_dead_letter
 from couchfarm.factory import retry_policy
@@ -34,6 +34,28 @@ POISON = "PoisonDocument"
 @shared_task(bind=True, name="couchfarm.resolve_batch", max_retries=None)
 def resolve_batch(
     self: Any, db: str, doc_ids: list[str], correlation_id: str = "", batch_id: str = "", attempt: int = 0
+) -> dict[str, Any]:
+    parent = incoming_traceparent(self.request)
+    with trace.activated(parent, "couchfarm.resolve_batch"):
+        return _resolve_batch(self, db, doc_ids, correlation_id, batch_id, attempt, parent)
+
+
+def incoming_traceparent(request: Any) -> str | None:
+    """The dispatcher's traceparent, sent as a message header."""
+    value = getattr(request, "traceparent", None) or (getattr(request, "headers", None) or {}).get(
+        "traceparent"
+    )
+    return str(value) if value else None
+
+
+def _resolve_batch(
+    self: Any,
+    db: str,
+    doc_ids: list[str],
+    correlation_id: str,
+    batch_id: str,
+    attempt: int,
+    parent: str | None,
 ) -> dict[str, Any]:
     ctx = context()
     state = FarmState(ctx.redis) if ctx.redis is not None and batch_id else None
@@ -57,6 +79,7 @@ def resolve_batch(
             kwargs={"batch_id": batch_id, "attempt": attempt + 1},
             countdown=retry_policy(ctx.settings).delay(attempt),
             max_retries=None,
+            headers={"traceparent": parent} if parent else None,
         )
     if state is not None:
         state.complete(db, batch_id)

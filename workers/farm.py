@@ -10,16 +10,26 @@ from typing import Any
 from celery import Celery
 
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState
+from couchfarm.state import Batch, FarmState
+from couchfarm.tls import TLSFiles, check_handshake
+from couchfarm.tls import redis_options as tls_options
 from workers.follower import Send
 
 log = logging.getLogger("couchfarm.farm")
 
 
-def redis_client(url: str) -> Any:
+def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
+    """The state client; for ``rediss://`` one ping at start turns a bad certificate into a clear
+    ``TLSError`` now, instead of a raw connection error at the first command."""
     import redis
 
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    files = tls or TLSFiles.for_settings("redis", None, None, None, True)
+    client = redis.Redis.from_url(
+        url, decode_responses=True, health_check_interval=30, **tls_options(url, files)
+    )
+    if url.lower().startswith("rediss://"):
+        check_handshake(client.ping, url, files)
+    return client
 
 
 def farm_state(settings: Settings) -> FarmState:
@@ -29,7 +39,7 @@ def farm_state(settings: Settings) -> FarmState:
         raise ConfigError(
             "this command needs Redis: set COUCHFARM_REDIS_URL (or redis_url in the file)", field="redis_url"
         )
-    return FarmState(redis_client(settings.redis_url))
+    return FarmState(redis_client(settings.redis_url, settings.redis_tls))
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -42,12 +52,13 @@ def sender(app: Celery) -> Send:
     """The dispatcher's hand-off: one ``resolve_batch`` message per batch (by wire name)."""
     lock = threading.Lock()
 
-    def send(db: str, docs: list[str], correlation_id: str, batch_id: str) -> None:
+    def send(batch: Batch) -> None:
         with lock:
             app.send_task(
                 "couchfarm.resolve_batch",
-                args=[db, docs, correlation_id],
-                kwargs={"batch_id": batch_id},
+                args=[batch.db, batch.docs, batch.correlation_id],
+                kwargs={"batch_id": batch.id},
+                headers={"traceparent": batch.traceparent},
             )
 
     return send

@@ -20,16 +20,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from couchfarm import trace
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.errors import CouchError, LeaseLost
 from couchfarm.feeds import Seq
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState, Lease
+from couchfarm.state import Batch, FarmState, Lease
 
 log = logging.getLogger("couchfarm.dispatcher")
 MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
-Send = Callable[[str, list[str], str, str], None]  #: (db, doc ids, correlation id, batch id)
+Send = Callable[[Batch], None]  #: hands one batch to the workers
 
 
 class Follower:
@@ -171,7 +172,7 @@ class Follower:
         chunks = [docs[i : i + size] for i in range(0, len(docs), size)]
         for i, chunk in enumerate(chunks):
             end = self.position if i == len(chunks) - 1 else None
-            self.state.create_batch(self.lease, chunk, end, uuid.uuid4().hex[:16])
+            self.state.create_batch(self.lease, chunk, end, uuid.uuid4().hex[:16], trace.new_traceparent())
         self.buffer = []
         if self.position is not None and self.position != self.state.checkpoint(self.db).read:
             self.state.write_checkpoint(self.lease, "read", self.position)
@@ -184,8 +185,20 @@ class Follower:
         )
         for batch in self.state.batches(self.db):
             if batch.status == "waiting" and self.state.claim(self.lease, batch.id):
-                self.send(self.db, batch.docs, batch.correlation_id, batch.id)
+                self.send(batch)
                 self.on_event("batch_sent", db=self.db, docs=len(batch.docs))
+                log.info(
+                    "batch %s of %s sent: %d documents",
+                    batch.id,
+                    self.db,
+                    len(batch.docs),
+                    extra={
+                        "db": self.db,
+                        "batch": batch.id,
+                        "correlation_id": batch.correlation_id,
+                        "trace_id": trace.trace_id(batch.traceparent),
+                    },
+                )
             elif batch.status == "queued" and now - batch.touched_at > stale:
                 log.warning(
                     "re-sending batch %s of %s: untouched for %.0fs",
@@ -194,7 +207,7 @@ class Follower:
                     now - batch.touched_at,
                 )
                 self.state.touch(self.db, batch.id)
-                self.send(self.db, batch.docs, batch.correlation_id, batch.id)
+                self.send(batch)
         self.state.advance_done(self.lease)
         self.mirror()
 

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from couchfarm.redact import RedactingFilter
+from couchfarm.trace import TraceFilter
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -56,6 +57,7 @@ class ConsoleFormatter(logging.Formatter):
 def make_handler(fmt: str = "console", stream: Any = None) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(TraceFilter())
     handler.addFilter(RedactingFilter())
     return handler
 
