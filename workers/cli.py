@@ -20,26 +20,25 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from workers import cli_dlq, cli_farm, cli_replication, cli_resolve, cli_scan
+    """Commands live in small modules; they are imported here, after ``_prepare_process``."""
+    from workers import cli_conflicts, cli_demo, cli_dlq, cli_farm, cli_replication, cli_resolve, cli_scan
 
     for command in (
+        cli_scan.scan,
+        cli_resolve.resolve,
+        cli_resolve.undo,
+        cli_farm.run,
         cli_farm.dispatch,
         cli_farm.worker,
-        cli_farm.run,
         cli_farm.status,
         cli_farm.checkpoint,
         cli_dlq.dlq,
         cli_dlq.flower,
+        cli_conflicts.conflicts,
+        cli_replication.replication,
+        cli_demo.demo,
     ):
         cli.add_command(command)
-
-    cli.add_command(cli_scan.scan)
-    cli.add_command(cli_resolve.resolve)
-    cli.add_command(cli_resolve.undo)
-    cli.add_command(cli_replication.replication)
-    from workers.cli_conflicts import conflicts
-
-    cli.add_command(conflicts)
 
 
 def _prepare_process(argv: list[str]) -> None:

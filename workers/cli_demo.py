@@ -1,0 +1,33 @@
+"""``couchfarm demo``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from workers.local_servers import free_port
+
+
+@click.command()
+@click.option("--docs", default=300, show_default=True, help="Documents to write, edit and resolve.")
+@click.option(
+    "--node", "nodes", multiple=True, help="Use real CouchDB nodes instead (give exactly two URLs)."
+)
+@click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes.")
+@click.option("--flower-port", type=int, default=None, help="Flower's port (default: a free one).")
+def demo(docs: int, nodes: tuple[str, ...], concurrency: int, flower_port: int | None) -> None:
+    """A local farm, a network partition, conflicting offline edits, and every conflict resolved live."""
+    from workers.demo import Demo
+
+    if nodes and len(nodes) != 2:
+        raise click.UsageError("give --node twice (two CouchDB URLs), or not at all")
+    runner = Demo(docs, nodes, concurrency, flower_port or free_port())
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    try:
+        sys.exit(runner.run())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: stopping everything the demo started", err=True)
+        runner.stop()
+        sys.exit(130)
