@@ -20,7 +20,7 @@ DISPATCHERS = PREFIX + "dispatchers"  #: zset dispatcher id -> last heartbeat (u
 
 # Batches and the in-flight guard (couchfarm/state.py)
 BATCH = PREFIX + "batch:{db}:{batch}"  #: hash {ordinal, docs (JSON), end_seq (JSON), status, correlation_id,
-#: enqueued_at, touched_at, traceparent}; no TTL, deleted when the done checkpoint passes it
+#: enqueued_at, touched_at, traceparent, revs}; no TTL, deleted when the done checkpoint passes it
 BATCHES = PREFIX + "batches:{db}"  #: zset batch id -> ordinal (open batches in feed order); no TTL
 ORDINAL = PREFIX + "ordinal:{db}"  #: string counter of batch ordinals; no TTL
 INFLIGHT = PREFIX + "inflight:{db}"  #: hash doc id -> batch id of the queued batch holding it; no TTL
@@ -29,3 +29,6 @@ READS = PREFIX + "reads:{db}"  #: zset JSON since -> time, the since values alre
 OVERLAP = PREFIX + "overlap:{db}"  #: string counter of since ranges read twice (0 normally); no TTL
 LAG = PREFIX + "lag:{db}"  #: string, changes behind ``done`` as last measured by the holder; TTL 1 day
 PAUSED = PREFIX + "paused"  #: set of databases whose automatic resolution is paused; no TTL
+WRITTEN = (
+    PREFIX + "written:{db}:{doc}"
+)  #: string JSON list of a document's leaf revs after a worker settled it; TTL 1 h

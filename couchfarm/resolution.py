@@ -44,6 +44,7 @@ class DocResult:
     written: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     latency_ms: float = 0.0
+    leaves_after: list[str] | None = None  #: every leaf rev the document was left with (RESOLVED, NOOP)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +102,7 @@ class Engine:
         resolver, spec = self.router.route(conflict.db, conflict)
         result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
         if not is_conflict(conflict, spec.deletion):
+            result.leaves_after = conflict.revs
             return result
         if len(conflict.live) > self.deep_conflict_leaves:
             self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
@@ -206,13 +208,13 @@ class Engine:
         for plan in safe:
             failed = [i for i in per_doc.get(plan.doc_id, []) if not i.ok]
             written = [winners[plan.doc_id].rev or ""] if plan.doc_id in winners else []
+            written += [i.rev or "" for i in per_doc.get(plan.doc_id, []) if i.ok]
             if failed:
                 results[plan.doc_id] = self._failed(plan, failed[0], "tombstone")
             else:
                 results[plan.doc_id] = self._result(plan, Outcome.RESOLVED)
-            results[plan.doc_id].written = written + [
-                i.rev or "" for i in per_doc.get(plan.doc_id, []) if i.ok
-            ]
+                results[plan.doc_id].leaves_after = leaves_after(plan, written)
+            results[plan.doc_id].written = written
         return results
 
     def _bulk(self, db: str, docs: list[dict[str, Any]]) -> list[BulkItemResult]:
@@ -252,6 +254,14 @@ class Engine:
         if item.kind == "conflict" or item.error == "missing_result":
             return self._result(plan, Outcome.RETRY, reason, "Conflict")
         return self._result(plan, Outcome.DEAD_LETTERED, reason, "Rejected")
+
+
+def leaves_after(plan: Plan, written: list[str]) -> list[str]:
+    """The document's leaves once the plan is written: the superseded revs replaced by the new ones."""
+    superseded = {t["_rev"] for t in plan.tombstones}
+    if plan.winner_write is not None:
+        superseded.add(plan.winner_write["_rev"])
+    return sorted((set(plan.conflict.revs) - superseded) | set(written))
 
 
 def dead(result: DocResult, error: str, reason: str) -> DocResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from couchfarm import keys
@@ -53,7 +53,7 @@ _CREATE = (
     + """
 local ordinal = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], 'ordinal', ordinal, 'docs', ARGV[3], 'end_seq', ARGV[4], 'status', 'waiting',
-  'correlation_id', ARGV[5], 'created_at', ARGV[6], 'traceparent', ARGV[8])
+  'correlation_id', ARGV[5], 'created_at', ARGV[6], 'traceparent', ARGV[8], 'revs', ARGV[9])
 redis.call('ZADD', KEYS[5], ordinal, ARGV[7])
 return ordinal
 """
@@ -62,7 +62,12 @@ _CLAIM = (
     _FENCE
     + """
 if redis.call('HGET', KEYS[3], 'status') ~= 'waiting' then return 0 end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'docs', ARGV[5]) end
 local docs = cjson.decode(redis.call('HGET', KEYS[3], 'docs'))
+if #docs == 0 then
+  redis.call('HSET', KEYS[3], 'status', 'done', 'done_at', ARGV[4])
+  return 2
+end
 for _, doc in ipairs(docs) do
   if redis.call('HEXISTS', KEYS[4], doc) == 1 then return 0 end
 end
@@ -149,6 +154,9 @@ class Batch:
     end_seq: Any = None
     touched_at: float = 0.0
     traceparent: str = ""  #: W3C trace context started by the dispatcher for this batch
+    revs: dict[str, list[str]] = field(
+        default_factory=dict
+    )  #: each document's leaves as the feed showed them
 
 
 class FarmState:
@@ -239,7 +247,13 @@ class FarmState:
     # -- batches --------------------------------------------------------------------------------
 
     def create_batch(
-        self, lease: Lease, docs: list[str], end_seq: Any, correlation_id: str, traceparent: str = ""
+        self,
+        lease: Lease,
+        docs: list[str],
+        end_seq: Any,
+        correlation_id: str,
+        traceparent: str = "",
+        revs: dict[str, list[str]] | None = None,
     ) -> str:
         """Record a batch (status waiting) in feed order; fenced."""
         batch_id = uuid.uuid4().hex[:12]
@@ -254,17 +268,29 @@ class FarmState:
                 keys.ORDINAL.format(db=db),
                 keys.BATCHES.format(db=db),
             ],
-            [*a, json.dumps(docs), seq, correlation_id, self.clock(), batch_id, traceparent],
+            [
+                *a,
+                json.dumps(docs),
+                seq,
+                correlation_id,
+                self.clock(),
+                batch_id,
+                traceparent,
+                json.dumps(revs or {}),
+            ],
             db,
         )
         return batch_id
 
-    def claim(self, lease: Lease, batch_id: str) -> bool:
-        """Mark a waiting batch queued and its documents in flight, unless one of them already is."""
+    def claim(self, lease: Lease, batch_id: str, docs: list[str] | None = None) -> bool:
+        """Mark a waiting batch queued and its documents in flight, unless one of them already is;
+        ``docs`` first narrows the batch (an empty list completes it without sending). True when
+        the batch is to be sent."""
         k, a = self._fence(lease)
         db = lease.db
         keys_ = [*k, keys.BATCH.format(db=db, batch=batch_id), keys.INFLIGHT.format(db=db)]
-        return bool(self._run("claim", keys_, [*a, batch_id, self.clock()], db))
+        narrowed = json.dumps(docs) if docs is not None else ""
+        return bool(self._run("claim", keys_, [*a, batch_id, self.clock(), narrowed], db) == 1)
 
     def complete(self, db: str, batch_id: str) -> bool:
         """Called by the task when every document of the batch is resolved or dead-lettered."""
@@ -326,6 +352,23 @@ class FarmState:
     def overlap(self, db: str) -> int:
         return int(self.redis.get(keys.OVERLAP.format(db=db)) or 0)
 
+    def remember_leaves(self, db: str, leaves: dict[str, list[str]], ttl: int = 3600) -> None:
+        """Record the leaf revs a worker left each document with (see ``known_leaves``)."""
+        if not leaves:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for doc_id, revs in leaves.items():
+            pipe.set(keys.WRITTEN.format(db=db, doc=doc_id), json.dumps(sorted(revs)), ex=ttl)
+        pipe.execute()
+
+    def known_leaves(self, db: str, doc_ids: list[str]) -> dict[str, list[str]]:
+        """The remembered leaf revs of these documents: a feed row listing exactly these leaves is a
+        worker's own write coming back, with nothing new to resolve."""
+        if not doc_ids:
+            return {}
+        values = self.redis.mget([keys.WRITTEN.format(db=db, doc=d) for d in doc_ids])
+        return {d: json.loads(v) for d, v in zip(doc_ids, values, strict=True) if v}
+
     def pause(self, db: str) -> None:
         """Stop automatic resolution of ``db``: its follower stops reading (batches in flight finish),
         so conflicts stay for people and are picked up from the same checkpoint on resume."""
@@ -336,6 +379,11 @@ class FarmState:
 
     def is_paused(self, db: str) -> bool:
         return bool(self.redis.sismember(keys.PAUSED, db))
+
+    def forget(self, db: str) -> None:
+        """Drop a deleted database from the set ``status`` reports (its checkpoints go with it)."""
+        self.redis.srem(keys.DATABASES, db)
+        self.reset_checkpoint(db)
 
     def databases(self) -> list[str]:
         return sorted(self.redis.smembers(keys.DATABASES))
@@ -363,6 +411,7 @@ def _batch(db: str, batch_id: str, raw: dict[str, str]) -> Batch:
         end_seq=json.loads(raw["end_seq"]) if raw.get("end_seq") else None,
         touched_at=float(raw.get("touched_at", 0) or 0),
         traceparent=raw.get("traceparent", ""),
+        revs=json.loads(raw.get("revs") or "{}"),
     )
 
 

@@ -72,6 +72,8 @@ def _resolve_batch(
             if ctx.dead_letters.add(entry):  # False for a redelivery that already wrote it
                 show_in_flower(entry)
         outcomes[result.doc_id] = result.outcome.value
+    if state is not None:
+        state.remember_leaves(db, {r.doc_id: r.leaves_after for r in results if r.leaves_after})
     failpoints.hit("after_dead_letter")
     if retry:
         raise self.retry(

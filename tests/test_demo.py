@@ -1,4 +1,4 @@
-"""``couchfarm demo`` runs to a clean end: both nodes agree, the summary is printed, nothing is left running."""
+"""``couchfarm demo`` runs to a clean end: both nodes agree, the summary is printed, nothing is left."""
 
 from __future__ import annotations
 

@@ -186,6 +186,7 @@ def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, An
                 "inflight_docs": len(state.inflight(db)),
                 "dead_letters": dead.count(db),
                 "overlap": state.overlap(db),
+                "paused": state.is_paused(db) or bool((rule := settings.rule_for(db)) and rule.paused),
             }
         )
     return report

@@ -231,7 +231,8 @@ class Demo:
         resolved = self.resolved()
         say("")
         say(
-            f"resolved:       {len(resolved)} conflicted documents; both nodes agree ({doc_count(a)} documents, "
+            f"resolved:       {len(resolved)} conflicted documents; both nodes agree "
+            f"({doc_count(a)} documents, "
             "identical revision trees)"
         )
         say(f"dead-lettered:  {len(entries)} (left for people, with the reason; `couchfarm dlq list`)")
@@ -245,10 +246,12 @@ class Demo:
                 "(read, merge and write of its batch)"
             )
         say(
-            f"time:           every conflict settled {settled:.1f} s after the partition healed; {total:.1f} s in all"
+            f"time:           every conflict settled {settled:.1f} s after the partition healed; "
+            f"{total:.1f} s in all"
         )
         say(
-            f"Flower:         http://127.0.0.1:{self.flower_port}  (user demo, password {self.flower_password}; "
+            f"Flower:         http://127.0.0.1:{self.flower_port}  "
+            f"(user demo, password {self.flower_password}; "
             "stopped with the demo)"
         )
         say(

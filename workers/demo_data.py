@@ -41,8 +41,8 @@ databases:
       - {{field: type, value: counter, strategy: fields,
          options: {{timestamp: updated_at, rules: {{count: max, "*": lww}}}}}}
       - {{field: type, value: order, strategy: fields, schema: {schema},
-         options: {{timestamp: updated_at, rules: {{tags: union, status: {{priority: [cancelled, shipped, paid, new]}},
-                   "*": lww}}}}}}
+         options: {{timestamp: updated_at,
+                   rules: {{tags: union, status: {{priority: [cancelled, shipped, paid, new]}}, "*": lww}}}}}}
 """)
     return path
 

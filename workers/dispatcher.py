@@ -135,6 +135,9 @@ class Dispatcher:
             gone = db not in dbs
             if follower.lost or gone or not self.state.renew(follower.lease, self.ttl):
                 self._drop(db, release=gone and not follower.lost)
+                if gone:
+                    log.info("%s is gone: no longer followed", db, extra={"db": db, "dispatcher": self.id})
+                    self.state.forget(db)
                 if not gone:
                     self.on_event("lease_lost", db=db)
                     log.warning("lost the lease of %s", db, extra={"db": db, "dispatcher": self.id})

@@ -53,7 +53,7 @@ class Follower:
         self.stop = threading.Event()
         self.idle = False  #: caught up, nothing buffered, nothing open
         self.lost = False
-        self.buffer: list[str] = []
+        self.buffer: dict[str, list[str]] = {}  #: document -> its leaf revs as the feed showed them
         self.buffer_since = 0.0
         self.position: Seq = None
         self._mirrored: Seq = object()
@@ -111,21 +111,21 @@ class Follower:
         self.pump()
         if self.paused():
             self.idle = not self.state.batches(self.db)
-            self.stop.wait(1.0)
+            self.stop.wait(0.25)
             return
         open_batches = self.state.batches(self.db)
         if len(open_batches) > self.settings.max_queued_batches:
             self.idle = False
             self.stop.wait(0.2)
             return
-        page = self.read_page()
+        page = self.read_page(busy=bool(open_batches))
         if page is None:
             return
         if page.results:
             self.state.record_read(self.lease, self.position)
         if not self.buffer:
             self.buffer_since = time.monotonic()
-        self.buffer += [r.id for r in page.results if len(r.revs) > 1 and not r.id.startswith("_design/")]
+        self.buffer.update(self.candidates(page.results))
         caught_up = len(page.results) < self.page_size or page.timed_out
         old = time.monotonic() - self.buffer_since >= self.settings.batch_max_wait
         if page.last_seq is not None:
@@ -144,16 +144,25 @@ class Follower:
             dead_letters=DeadLetters(self.state.redis).count(self.db),
         )
         self.idle = caught_up and not self.buffer and not self.state.batches(self.db)
-        if self.idle and self.until_idle:
-            self.stop.wait(0.2)
+        if caught_up and self.until_idle:
+            self.stop.wait(0.2 if self.idle else 0.05)
+
+    def candidates(self, rows: list[Any]) -> dict[str, list[str]]:
+        """Rows with more than one leaf, except those whose leaves are exactly what a worker left
+        behind after resolving the document (our own writes coming back through the feed)."""
+        multi = {r.id: sorted(r.revs) for r in rows if len(r.revs) > 1 and not r.id.startswith("_design/")}
+        known = self.state.known_leaves(self.db, list(multi))
+        return {doc_id: revs for doc_id, revs in multi.items() if known.get(doc_id) != revs}
 
     @property
     def page_size(self) -> int:
         return max(100, self.settings.batch_size * 4)
 
-    def read_page(self) -> Any:
+    def read_page(self, busy: bool) -> Any:
+        """The next page; while batches are open the longpoll is short, so that batches waiting on
+        an in-flight document are claimed and ``done`` moves soon after their turn comes."""
         feed = "normal" if self.until_idle else "longpoll"
-        deadline = self.settings.feed_deadline
+        deadline = min(0.25, self.settings.feed_deadline) if busy else self.settings.feed_deadline
         return self.client.changes(
             self.db,
             feed=feed,
@@ -167,13 +176,16 @@ class Follower:
 
     def flush(self) -> None:
         """Hand the buffered documents to batches, then advance ``read`` past them."""
-        docs = list(dict.fromkeys(self.buffer))
+        docs = list(self.buffer)
         size = self.settings.batch_size
         chunks = [docs[i : i + size] for i in range(0, len(docs), size)]
         for i, chunk in enumerate(chunks):
             end = self.position if i == len(chunks) - 1 else None
-            self.state.create_batch(self.lease, chunk, end, uuid.uuid4().hex[:16], trace.new_traceparent())
-        self.buffer = []
+            revs = {d: self.buffer[d] for d in chunk}
+            self.state.create_batch(
+                self.lease, chunk, end, uuid.uuid4().hex[:16], trace.new_traceparent(), revs
+            )
+        self.buffer = {}
         if self.position is not None and self.position != self.state.checkpoint(self.db).read:
             self.state.write_checkpoint(self.lease, "read", self.position)
         self.pump()
@@ -184,7 +196,7 @@ class Follower:
             self.settings.task_time_limit * (self.settings.max_retries + 2) + self.settings.retry_backoff_max
         )
         for batch in self.state.batches(self.db):
-            if batch.status == "waiting" and self.state.claim(self.lease, batch.id):
+            if batch.status == "waiting" and self.state.claim(self.lease, batch.id, self.still_needed(batch)):
                 self.send(batch)
                 self.on_event("batch_sent", db=self.db, docs=len(batch.docs))
                 log.info(
@@ -210,6 +222,12 @@ class Follower:
                 self.send(batch)
         self.state.advance_done(self.lease)
         self.mirror()
+
+    def still_needed(self, batch: Batch) -> list[str]:
+        """The batch's documents minus those a worker has since left with exactly the leaves the
+        feed showed (a batch that waited for an in-flight batch often holds only our own writes)."""
+        known = self.state.known_leaves(self.db, batch.docs)
+        return [d for d in batch.docs if not batch.revs.get(d) or known.get(d) != batch.revs[d]]
 
     def mirror(self, force: bool = False) -> None:
         """Copy ``done`` into the database (``_local``: never replicated), at most every 2 s."""

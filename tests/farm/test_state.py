@@ -100,3 +100,17 @@ def test_overlap_and_delivery_counters(state: FarmState, any_redis: Any) -> None
         state.record_read(lease, "6-y")
     assert [state.delivery("b1", 0) for _ in range(3)] == [1, 2, 3]
     assert state.delivery("b1", 1) == 1
+
+
+def test_a_waiting_batch_narrows_to_what_is_still_needed(state: FarmState) -> None:
+    lease = state.acquire("db", "a", ttl=30)
+    assert lease is not None
+    first = state.create_batch(lease, ["x", "y"], None, "c", revs={"x": ["1-a", "2-b"], "y": ["1-a", "2-c"]})
+    assert state.batch("db", first).revs == {"x": ["1-a", "2-b"], "y": ["1-a", "2-c"]}  # type: ignore[union-attr]
+    state.remember_leaves("db", {"x": ["2-b", "1-a"]})
+    assert state.known_leaves("db", ["x", "y"]) == {"x": ["1-a", "2-b"]}
+    assert state.claim(lease, first, ["y"])
+    assert state.inflight("db") == {"y": first}
+    empty = state.create_batch(lease, ["x"], 9, "c")
+    assert not state.claim(lease, empty, [])  # nothing left: completed, not sent
+    assert state.batch("db", empty).status == "done"  # type: ignore[union-attr]

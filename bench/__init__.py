@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand (``python -m bench``), never as timed assertions in the test suite."""
