@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from couchfarm import factory
+from couchfarm import factory, trace
 from couchfarm.errors import ConfigError
 from couchfarm.settings import Settings
 from workers.logs import setup_logging
@@ -44,6 +45,8 @@ def load_settings(config: str | None, strategy: str | None = None, **overrides: 
     """The settings, with every strategy rule built once so a bad one fails now, naming its file."""
     settings = Settings.load(config, **overrides)
     setup_logging(settings.log_format, settings.log_level)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and trace.enable_opentelemetry():
+        logging.getLogger("couchfarm").info("exporting traces with OpenTelemetry")
     try:
         factory.router(settings, strategy)
     except ConfigError as exc:

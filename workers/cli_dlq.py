@@ -197,5 +197,6 @@ def flower(
             "--persistent=True",
             f"--db={state}",
             "--state_save_interval=10000",
+            "--tasks_columns=name,uuid,state,args,received,worker",
         ]
     )
