@@ -20,10 +20,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from couchfarm.couch import CouchClient  # noqa: E402
-from tests.farm.procs import Farm, wait_for  # noqa: E402
-from tests.helpers import make_conflict  # noqa: E402
-from workers.local_servers import PouchServer, RedisServer, free_port  # noqa: E402
+from couchfarm.couch import CouchClient
+from tests.farm.procs import Farm, wait_for
+from tests.helpers import make_conflict
+from workers.local_servers import PouchServer, RedisServer, free_port
 
 
 def main(out: str) -> None:

@@ -211,3 +211,44 @@ def test_deep_conflict_raises_an_event_log_and_metric(
     assert events == [("deep_conflict", {"db": db, "doc_id": "deep", "leaves": 5})]
     assert metrics.DEEP_CONFLICTS.labels(db)._value.get() == before + 1
     assert "deep conflict" in caplog.text and "5 live leaves" in caplog.text
+
+
+def test_pydantic_model_schema(client: CouchClient, db: str) -> None:
+    make_conflict(client, db, "ok", edits("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"))
+    make_conflict(
+        client, db, "bad", [{"updated_at": "2026-01-01T00:00:00Z", "value": 99}, {"updated_at": "x"}]
+    )
+    rule = DatabaseRule(
+        name=db,
+        strategy="lww",
+        options={"field": "updated_at"},
+        schema="tests.engine.custom_resolvers:Reading",
+    )
+    out = run(Engine(client, Router([rule])), db, ["ok", "bad"])
+    assert out["results"]["ok"].outcome is Outcome.RESOLVED
+    bad = out["results"]["bad"]
+    assert bad.outcome is Outcome.DEAD_LETTERED and "value" in (bad.reason or "")
+
+
+def test_provenance_stamps_and_refuses_a_foreign_definition(client: CouchClient, db: str) -> None:
+    make_conflict(client, db, "p", edits("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"))
+    assert run(engine(client, provenance=True), db, ["p"])["results"]["p"].outcome is Outcome.RESOLVED
+    (winner,) = live_leaves(client, db, "p")
+    mark = winner["couchfarm"]
+    assert mark["strategy"] == "lww" and len(mark["fingerprint"]) == 12 and mark["inputs"]
+    # a new conflict on top of a merge made by another definition (here: a different tie field)
+    client.bulk_docs(
+        db,
+        [
+            {
+                **{k: v for k, v in winner.items() if k != "_rev"},
+                "_rev": "9-" + "a" * 32,
+                "_revisions": {"start": 9, "ids": ["a" * 32]},
+            }
+        ],
+        new_edits=False,
+    )
+    other = run(engine(client, "lww:field=updated_at,tie=value", provenance=True), db, ["p"])["results"]["p"]
+    assert other.outcome is Outcome.DEAD_LETTERED and other.error == "ProvenanceMismatch"
+    same = run(engine(client, provenance=True), db, ["p"])["results"]["p"]
+    assert same.outcome is Outcome.RESOLVED  # the definition that made the merge may go on
