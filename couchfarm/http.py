@@ -4,7 +4,8 @@ Transient failures (connection refused or reset, timeouts, 5xx, 429) are retried
 backoff and full jitter, honouring ``Retry-After``; every other 4xx is final at once. After
 ``breaker.threshold`` consecutive transient failures the breaker opens and requests fail fast with
 ``CircuitOpen`` until the cool-down ends. Credentials live on the session only; URLs in errors and
-logs are stripped of them.
+logs are stripped of them. A TLS handshake that fails on a certificate problem is final at once: a
+``couchfarm.tls.TLSError`` that says what to set, not a retried ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
 
 from couchfarm.breaker import CircuitBreaker, RetryPolicy
 from couchfarm.errors import CircuitOpen, CouchError, Unavailable, error_for_status
 from couchfarm.redact import redact, register_secret, strip_userinfo
+from couchfarm.tls import TLSFiles, handshake_error
 
 log = logging.getLogger("couchfarm.http")
 
@@ -60,9 +64,13 @@ def make_session(
     verify: bool | str = True,
     cert: str | tuple[str, str] | None = None,
 ) -> requests.Session:
-    """A pooled session with JSON headers (the default for every CouchDB client)."""
+    """A pooled session with JSON headers (the default for every CouchDB client).
+
+    ``verify`` is True (system CAs), a CA bundle path, or False; ``cert`` a client certificate
+    (mutual TLS), with its key file as a pair when the key is separate.
+    """
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    adapter = TLSAdapter(verify, pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(JSON_HEADERS)
@@ -70,9 +78,31 @@ def make_session(
         register_secret(password)
         session.auth = (user, password or "")
     session.verify = verify
+    if verify is False:
+        # Turning verification off is logged once at start (couchfarm.tls); urllib3 would instead
+        # warn on every request, burying the logs.
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     if cert is not None:
         session.cert = cert
     return session
+
+
+class TLSAdapter(HTTPAdapter):
+    """An adapter that keeps the session's ``verify`` when it is a CA bundle or False.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` replace a session's ``verify`` on every
+    request (psf/requests#3829), which would silently swap ``couch_ca_file`` for the system bundle.
+    ``True`` is left alone, so those variables still work when no CA file is configured.
+    """
+
+    def __init__(self, verify: bool | str = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pinned_verify = verify
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if self.pinned_verify is not True:
+            kwargs["verify"] = self.pinned_verify
+        return super().send(request, *args, **kwargs)
 
 
 class Transport:
@@ -89,6 +119,7 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         on_request: Hook | None = None,
         headers: Callable[[], Mapping[str, str]] | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         base, user, password = strip_userinfo(url.rstrip("/"))
         self.base = base
@@ -104,6 +135,8 @@ class Transport:
         self.sleep = sleep
         self._on_request = on_request
         self._extra_headers = headers
+        #: only names the settings in handshake errors; the files themselves are on the session
+        self.tls = tls or TLSFiles.for_settings("couch")
 
     def __repr__(self) -> str:
         return f"Transport({self.base!r})"
@@ -152,6 +185,11 @@ class Transport:
                     headers=hdrs,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                tls_error = handshake_error(exc, self.base, self.tls)
+                if tls_error is not None:  # final: a certificate problem does not heal by retrying
+                    self.breaker.success()  # the server answered the handshake
+                    self._report(method, path, None, started)
+                    raise tls_error from None
                 self.breaker.failure()
                 self._report(method, path, None, started)
                 last_retry_after = None

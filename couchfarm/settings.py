@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from couchfarm import tls
 from couchfarm.errors import ConfigError
+from couchfarm.tls import TLSFiles
 
 ENV_PREFIX = "COUCHFARM_"
 Deletion = Literal["update_wins", "tombstone_wins"]
@@ -66,11 +77,21 @@ class Settings(BaseSettings):
     couch_backoff_max: float = Field(10.0, ge=0)
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown: float = Field(30.0, ge=0)
+    # TLS to CouchDB (https:// URLs); files are PEM and read at start (see couchfarm/tls.py)
+    couch_ca_file: str | None = None  #: CA bundle of the servers' certificates (default: the system's)
+    couch_cert_file: str | None = None  #: client certificate for mutual TLS (may hold the key too)
+    couch_key_file: str | None = Field(None, validate_default=True)  #: unencrypted key of couch_cert_file
+    couch_verify: bool = True  #: check the server's certificate and name; off logs a warning at start
 
     # Redis and Celery
     redis_url: str | None = None
     broker_url: str | None = None  #: defaults to redis_url
     result_url: str | None = None  #: defaults to redis_url
+    # TLS to Redis (rediss:// URLs): the state client, the broker and the result backend
+    redis_ca_file: str | None = None
+    redis_cert_file: str | None = None
+    redis_key_file: str | None = Field(None, validate_default=True)
+    redis_verify: bool = True
 
     # Resolution
     databases: Annotated[list[DatabaseRule], NoDecode] = Field(default_factory=list)
@@ -104,6 +125,36 @@ class Settings(BaseSettings):
     def config_dir(self) -> str | None:
         """The folder of the settings file: relative schema paths are looked up there too."""
         return self._config_dir
+
+    @property
+    def couch_tls(self) -> TLSFiles:
+        """The CouchDB TLS files, named by their settings for error messages."""
+        return TLSFiles.for_settings(
+            "couch", self.couch_ca_file, self.couch_cert_file, self.couch_key_file, self.couch_verify
+        )
+
+    @property
+    def redis_tls(self) -> TLSFiles:
+        """The Redis TLS files (broker, result backend and state client alike)."""
+        return TLSFiles.for_settings(
+            "redis", self.redis_ca_file, self.redis_cert_file, self.redis_key_file, self.redis_verify
+        )
+
+    @field_validator("couch_ca_file", "redis_ca_file", "couch_cert_file", "redis_cert_file")
+    @classmethod
+    def _readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Read at load, so a bad path fails now naming the setting and its source, not at a connect."""
+        problem = tls.ca_problem if str(info.field_name).endswith("_ca_file") else tls.file_problem
+        return tls.checked(value, problem(value) if value else None)
+
+    @field_validator("couch_key_file", "redis_key_file")
+    @classmethod
+    def _matching_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The key must open and belong to the certificate (checked here, where both are known)."""
+        cert_name = f"{str(info.field_name).split('_')[0]}_cert_file"
+        if cert_name not in info.data:  # the certificate failed its own check: reported there
+            return value
+        return tls.checked(value, tls.pair_problem(info.data[cert_name], value, cert_name))
 
     @field_validator("databases", mode="before")
     @classmethod

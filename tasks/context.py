@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from couchfarm import factory
+from couchfarm import factory, tls
 from couchfarm.deadletters import DeadLetters, DeadLetterSink, MemoryDeadLetters
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
@@ -51,7 +51,8 @@ def context() -> WorkerContext:
             if _settings.redis_url:
                 import redis as redis_lib
 
-                redis = redis_lib.Redis.from_url(_settings.redis_url, decode_responses=True)
+                url, files = _settings.redis_url, _settings.redis_tls
+                redis = redis_lib.Redis.from_url(url, decode_responses=True, **tls.redis_options(url, files))
             sink: DeadLetterSink = DeadLetters(redis) if redis is not None else MemoryDeadLetters()
             engine = factory.engine(_settings, factory.couch_client(_settings))
             _context = WorkerContext(_settings, engine, sink, redis)

@@ -6,6 +6,7 @@ Settings are read once here, at process start, and handed to the tasks through `
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_shutdown
@@ -29,6 +30,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
     app.conf.update(
         broker_url=broker,
         result_backend=backend,
+        # TLS for rediss:// only: kombu turns TLS on for any URL once broker_use_ssl is set.
+        broker_use_ssl=_redis_tls(settings, broker) or False,
+        redis_backend_use_ssl=_redis_tls(settings, backend),
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         visibility_timeout=visibility,
@@ -61,6 +65,13 @@ def configure(app: Celery, settings: Settings) -> Celery:
     )
     tasks_context.configure(settings)
     return app
+
+
+def _redis_tls(settings: Settings, url: str) -> dict[str, Any] | None:
+    """Celery's ``ssl_*`` options for a ``rediss://`` URL, from the same files as the state client."""
+    if not url.lower().startswith("rediss://"):
+        return None
+    return settings.redis_tls.prepare(url).redis_options(celery=True)
 
 
 def create_app(settings: Settings | None = None) -> Celery:

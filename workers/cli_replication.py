@@ -1,8 +1,9 @@
-"""``couchfarm replication ...``: validate, plan and apply a topology; status, watch and rescan jobs.
+"""``couchfarm replication ...``: validate, plan and apply a topology; status, watch, rescan and sync.
 
 Exit statuses: ``validate`` 0 valid, 2 invalid; ``plan`` 0 nothing to change, 2 changes pending,
-1 error; ``apply`` 0 applied, 3 some changes blocked (server limits, unreadable node), 1 an error
-or a change the server refused; ``watch`` in a bounded mode 0, or 2 when an alert fired.
+1 error; ``apply`` 0 applied, 3 some changes blocked (server limits, unreadable node, a ``_security``
+change that needs --allow-widen), 1 an error or a change the server refused; ``watch`` in a bounded
+mode 0, or 2 when an alert fired; ``sync`` 0 done, 1 failed, 3 still running when --wait timed out.
 Credentials are read from the environment variables the topology names and are never printed.
 """
 
@@ -16,15 +17,19 @@ from typing import Any
 import click
 
 from couchfarm.errors import FarmError
-from couchfarm.redact import redact_url
+from couchfarm.redact import redact, redact_url, redact_value
 from couchfarm.replication.apply import Result, apply_plan
 from couchfarm.replication.endpoints import client_for, node_clients
 from couchfarm.replication.errors import ReplicationBlocked
 from couchfarm.replication.expand import load_topology
 from couchfarm.replication.plan import build_plan
+from couchfarm.replication.relay import Relays
 from couchfarm.replication.render import Credential, Credentials, render, resolve_credentials
 from couchfarm.replication.rescan import rescan as rescan_doc
-from couchfarm.replication.status import ReplicationStatus, collect_all, seq_number
+from couchfarm.replication.security_plan import declared_security
+from couchfarm.replication.status import Prober, ReplicationStatus, collect_all, status_table
+from couchfarm.replication.sync import Mode, SyncJob, resolve_end, start_all, sync_jobs
+from couchfarm.replication.sync_follow import describe, follow
 from couchfarm.replication.topology import Topology
 from couchfarm.replication.watch import Event, WebhookSink, log_sink
 from couchfarm.replication.watch import Watcher as StatusWatcher
@@ -62,7 +67,10 @@ def validate(file: str) -> None:
         render(rep, topo, placeholders, couchdb=True)
     for rep in topo.replications:
         mode = "continuous" if rep.continuous else "one-shot"
-        click.echo(f"{rep.node:<12} {rep.doc_id}  ({mode})")
+        via = f", relays {', '.join(rep.via)}" if rep.via else ""
+        click.echo(f"{rep.node:<12} {rep.doc_id}  ({mode}{via})")
+    for holder, db in declared_security(topo):
+        click.echo(f"{holder:<12} {db}/_security")
     click.echo(
         f"{file}: valid: {len(topo.nodes)} node(s), {len(topo.databases)} database(s), "
         f"{len(topo.replications)} replication document(s)",
@@ -111,22 +119,29 @@ def plan(file: str, as_json: bool, prune: bool, verbose: bool) -> None:
         echo_json(result.as_json())
     else:
         click.echo("\n".join(result.lines(verbose)))
-    _exit(2 if result.pending else 0)
+    _exit(2 if result.has_pending else 0)
 
 
 @replication.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--prune", is_flag=True, help="Delete documents this topology created and no longer declares.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
-def apply(file: str, prune: bool, as_json: bool) -> None:
-    """Make each node's _replicator match FILE; documents couchfarm did not create are never touched."""
+@click.option(
+    "--allow-widen", is_flag=True, help="Apply _security changes that remove every member or every admin."
+)
+def apply(file: str, prune: bool, as_json: bool, allow_widen: bool) -> None:
+    """Make each node's _replicator and _security match FILE; documents couchfarm did not create are
+    never touched."""
     load_settings(None)
     try:
         topo, clients, creds = _connect(file)
-        outcomes = apply_plan(build_plan(topo, clients, creds, prune=prune), clients)
+        result = build_plan(topo, clients, creds, prune=prune)
+        outcomes = apply_plan(result, clients, allow_widen=allow_widen)
     except FarmError as exc:  # exit 1 like plan: 2 and 3 have their own meaning
         click.echo(f"couchfarm: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
+    for warning in result.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
     if as_json:
         echo_json([{**o.change.as_json(), "result": o.result.value, "detail": o.detail} for o in outcomes])
     else:
@@ -145,7 +160,7 @@ def _targets(topology_path: str | None, config: str | None, couch_url: str | Non
         return clients, topo, creds
     password = settings.couch_password.get_secret_value() if settings.couch_password else None
     cred = Credential("basic", settings.couch_user, password) if settings.couch_user and password else None
-    client = client_for(settings.couch_url, cred)
+    client = client_for(settings.couch_url, cred, tls=settings.couch_tls)
     return {redact_url(client.url).split("://", 1)[-1]: client}, None, None
 
 
@@ -161,34 +176,6 @@ def status(topology_path: str | None, config: str | None, couch_url: str | None,
         echo_json([r.as_json() for r in rows])
         return
     click.echo("\n".join(status_table(rows)))
-
-
-def status_table(rows: list[ReplicationStatus]) -> list[str]:
-    """A fixed-width table; sequences show their comparable number, the reason one line of 100."""
-    width = max([len(r.doc_id) for r in rows] + [6])
-    nodes = max([len(r.node) for r in rows] + [4])
-    out = [
-        f"{'NODE':<{nodes}}  {'DOC ID':<{width}}  {'STATE':<12} {'READ/WRITTEN':>13} {'FAIL':>5} "
-        f"{'CHECKPOINT/SOURCE':>18} {'PENDING':>8}  {'UPDATED':<20}  REASON"
-    ]
-    for r in rows:
-        rw = f"{_num(r.docs_read)}/{_num(r.docs_written)}"
-        seqs = f"{_num(seq_number(r.checkpointed_seq))}/{_num(seq_number(r.source_seq))}"
-        reason = " ".join((r.reason or "").split())[:100]
-        out.append(
-            f"{r.node:<{nodes}}  {r.doc_id:<{width}}  {r.state:<12} {rw:>13} {_num(r.doc_write_failures):>5} "
-            f"{seqs:>18} {_num(r.pending):>8}  {_when(r.last_update):<20}  {reason}"
-        )
-    return out
-
-
-def _when(stamp: str | None) -> str:
-    """A timestamp to the second (pouchdb-server writes milliseconds, CouchDB does not)."""
-    return "-" if not stamp else stamp.split(".", 1)[0].rstrip("Z") + "Z"
-
-
-def _num(value: int | None) -> str:
-    return "-" if value is None else str(value)
 
 
 @replication.command()
@@ -221,6 +208,15 @@ def _num(value: int | None) -> str:
     envvar="COUCHFARM_METRICS_PORT",
     help="Serve Prometheus metrics on this port. [env COUCHFARM_METRICS_PORT]",
 )
+@click.option(
+    "--relay-after",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="COUCHFARM_RELAY_AFTER",
+    help="Seconds a link with relays (via:) may fail before it is relayed; a link's relay_after wins. "
+    "[env COUCHFARM_RELAY_AFTER]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Also print every event as a JSON line on stdout.")
 def watch(
     topology_path: str | None,
@@ -234,17 +230,22 @@ def watch(
     webhook: str | None,
     alerts_only: bool,
     metrics_port: int | None,
+    relay_after: float,
     as_json: bool,
 ) -> None:
     """Poll the replications and emit an event per state transition; alert on crashing/failed jobs,
-    stalled checkpoints, growing write failures and sequences that go backwards."""
+    stalled checkpoints, growing write failures and sequences that go backwards. With a topology,
+    links that name relays (via:) are carried through a relay while they fail, and back after."""
     clients, topo, creds = _targets(topology_path, config, couch_url)
     sinks = [log_sink(), _metrics_sink(metrics_port)]
     if webhook:
         sinks.append(WebhookSink(webhook, alerts_only=alerts_only))
     if as_json:
         sinks.append(lambda e: click.echo(json.dumps(e.as_json(), sort_keys=True, default=str)))
-    watcher = StatusWatcher(lambda: collect_all(clients, topo, creds), sinks, stall_after=stall_after)
+    relays = Relays(topo, clients, creds or {}, relay_after=relay_after) if topo else None
+    watcher = StatusWatcher(
+        lambda: collect_all(clients, topo, creds), sinks, stall_after=stall_after, relay=relays
+    )
     summary = watcher.run(iterations=1 if once else iterations, until_idle=until_idle, interval=interval)
     click.echo(f"{summary.polls} poll(s), {summary.events} event(s), {summary.alerts} alert(s)", err=True)
     _exit(2 if summary.alerts else 0)
@@ -304,3 +305,66 @@ def _holds(client: Any, doc_id: str) -> bool:
     from couchfarm.replication.api import get_doc
 
     return get_doc(client, doc_id) is not None
+
+
+@replication.command()
+@click.argument("source")
+@click.argument("target")
+@topology_option
+@click.option("--db", "dbs", multiple=True, help="Database to sync (repeatable; default: the topology's).")
+@click.option("--push", "mode", flag_value="push", default=True, help="Run on the source (default).")
+@click.option("--pull", "mode", flag_value="pull", help="Run on the target.")
+@click.option("--both", "mode", flag_value="both", help="Both directions, each run on its own source.")
+@click.option("--create-target", is_flag=True, help="Let the replication create a missing target database.")
+@click.option("--wait", is_flag=True, help="Follow the job to its end; exit 0 only when it completed.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    envvar="COUCHFARM_SYNC_TIMEOUT",
+    help="Seconds --wait waits. [env COUCHFARM_SYNC_TIMEOUT]",
+)
+@click.option("--source-auth-env", metavar="VAR", help="Variable holding user:password for SOURCE.")
+@click.option("--target-auth-env", metavar="VAR", help="Variable holding user:password for TARGET.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def sync(
+    source: str,
+    target: str,
+    topology_path: str | None,
+    dbs: tuple[str, ...],
+    mode: Mode,
+    create_target: bool,
+    wait: bool,
+    timeout: float,
+    source_auth_env: str | None,
+    target_auth_env: str | None,
+    as_json: bool,
+) -> None:
+    """One-shot replication of SOURCE to TARGET (node names of --topology, or URLs) through
+    _replicator. Exit 0 when written (with --wait: completed), 1 when it failed (the reason is
+    printed), 3 when --wait timed out with the job still going."""
+    load_settings(None)
+    topo = load_topology(topology_path) if topology_path else None
+    src = resolve_end(source, topo, os.environ, source_auth_env)
+    tgt = resolve_end(target, topo, os.environ, target_auth_env)
+    names = list(dbs) or (topo.databases if topo else [])
+    jobs = sync_jobs(src, tgt, names, mode, create_target=create_target)
+    started = start_all(jobs, lambda warning: click.echo(f"warning: {redact(warning)}", err=True))
+    for job in jobs:
+        click.echo(f"{started[job.doc_id]} {job.doc_id} on {job.runner.label} ({job.route})", err=True)
+    if not wait:
+        if as_json:
+            echo_json({"ok": True, "syncs": [{"doc_id": j.doc_id, "state": started[j.doc_id]} for j in jobs]})
+        return
+    prober = Prober(topo, {end.label: end.cred for end in (src, tgt)})  # peer_url -> url, node creds
+    results = follow(jobs, timeout=timeout, prober=prober, on_progress=_progress)
+    if as_json:
+        echo_json(redact_value({"ok": all(r.ok for r in results), "syncs": [r.as_json() for r in results]}))
+    else:
+        click.echo("\n".join(redact(r.line()) for r in results))
+    _exit(0 if all(r.ok for r in results) else 3 if all(r.ok or r.timed_out for r in results) else 1)
+
+
+def _progress(job: SyncJob, status: ReplicationStatus) -> None:
+    click.echo(redact(f"  {job.doc_id}: {status.state}, {describe(status)}"), err=True)

@@ -23,7 +23,7 @@ def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
     ``TLSError`` now, instead of a raw connection error at the first command."""
     import redis
 
-    files = tls or TLSFiles.for_settings("redis", None, None, None, True)
+    files = tls or TLSFiles.for_settings("redis")
     client = redis.Redis.from_url(
         url, decode_responses=True, health_check_interval=30, **tls_options(url, files)
     )

@@ -1,4 +1,4 @@
-"""The replicator's HTTP endpoints, on an injected ``CouchClient``.
+"""The replicator's HTTP endpoints, and a database's ``_security``, on an injected ``CouchClient``.
 
 Kept next to the control plane instead of on ``CouchClient`` because only it uses them. Each
 function's docstring is its HTTP contract. Endpoints pouchdb-server lacks (``_scheduler/*``,
@@ -115,3 +115,19 @@ def _optional(client: CouchClient, path: str, params: dict[str, Any] | None) -> 
     except (NotFound, BadRequest) as exc:
         log.debug("%s: GET /%s answered %s; using the fallback", client.url, path, exc.status)
         return None
+
+
+def get_security(client: CouchClient, db: str) -> dict[str, Any] | None:
+    """``GET /{db}/_security``; None when the database does not exist (404). A database that never
+    had one answers ``{}`` (pouchdb-server) or CouchDB 3's admin-only default (recorded in 08)."""
+    try:
+        result: dict[str, Any] = client.http.request("GET", f"{quote_id(db)}/_security").json()
+        return result
+    except NotFound:
+        return None
+
+
+def put_security(client: CouchClient, db: str, body: dict[str, Any]) -> None:
+    """``PUT /{db}/_security`` (no revision: the object is replaced as a whole); 401/403 when the
+    client is not an admin of the database, 404 ``NotFound`` when it does not exist."""
+    client.http.request("PUT", f"{quote_id(db)}/_security", body=body)

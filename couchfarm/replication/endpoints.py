@@ -23,6 +23,7 @@ from couchfarm.redact import redact_url, register_secret, strip_userinfo
 from couchfarm.replication.models import endpoint_url
 from couchfarm.replication.render import Credential, Credentials
 from couchfarm.replication.topology import Topology
+from couchfarm.tls import TLSFiles
 
 CONTROL_TIMEOUT = (3.05, 30.0)
 PROBE_TIMEOUT = (2.0, 5.0)
@@ -35,16 +36,19 @@ def client_for(
     *,
     timeout: tuple[float, float] = CONTROL_TIMEOUT,
     attempts: int = 3,
+    tls: TLSFiles | None = None,
 ) -> CouchClient:
-    """A client for one server; basic credentials go on the session, tokens and cookies in headers."""
+    """A client for one server; basic credentials go on the session, tokens and cookies in headers;
+    ``tls`` (a node's ``tls:`` files, or the settings') is checked now, before any connection."""
     base, user, password = strip_userinfo(url)
+    files = (tls or TLSFiles.for_settings("couch")).prepare(base)
     if cred is not None and cred.kind == "basic":
         user, password = cred.user, cred.secret
     extra = {**(cred.headers() if cred else {}), **(headers or {})}
     for key, value in extra.items():
         if key.lower() in ("authorization", "cookie"):
             register_secret(value.split(" ", 1)[-1])
-    session = make_session(4, user, password)
+    session = make_session(4, user, password, files.requests_verify(), files.requests_cert())
     session.headers.update(extra)
     return CouchClient(
         base,
@@ -52,12 +56,22 @@ def client_for(
         timeout=timeout,
         retry=RetryPolicy(attempts, 0.2, 2.0),
         breaker=CircuitBreaker(5, 10.0),
+        tls=files,
     )
 
 
 def node_clients(topo: Topology, creds: Credentials) -> dict[str, CouchClient]:
     """One client per topology node, at the URL couchfarm uses (``url``, not ``peer_url``)."""
-    return {name: client_for(node.url, creds.get(name)) for name, node in topo.nodes.items()}
+    return {
+        name: client_for(node.url, creds.get(name), tls=node_tls(topo, name))
+        for name, node in topo.nodes.items()
+    }
+
+
+def node_tls(topo: Topology, name: str) -> TLSFiles | None:
+    """The node's ``tls:`` files, named by their topology keys for messages (None: the defaults)."""
+    spec = topo.nodes[name].tls
+    return spec.files(name) if spec is not None else None
 
 
 @dataclass
@@ -96,10 +110,12 @@ def end_of(value: Any, topo: Topology | None = None, creds: Credentials | None =
     basic = value.get("auth", {}).get("basic") if isinstance(value, dict) else None
     cred = Credential("basic", basic["username"], basic["password"]) if isinstance(basic, dict) else None
     mapped = _topology_node(server, topo)
+    tls = None
     if mapped is not None and topo is not None:
         cred = (creds or {}).get(mapped) or cred
         server = topo.nodes[mapped].url
-    client = client_for(server, cred, headers, timeout=PROBE_TIMEOUT, attempts=1)
+        tls = node_tls(topo, mapped)
+    client = client_for(server, cred, headers, timeout=PROBE_TIMEOUT, attempts=1, tls=tls)
     return End(client, unquote(db), redact_url(url), db)
 
 

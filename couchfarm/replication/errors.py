@@ -6,7 +6,8 @@
     ├── ConfigError
     │   ├── ReplicationDocError    a _replicator document is malformed: names the document and the field
     │   └── TopologyError          a topology file is malformed: lists every problem as file:line + field
-    └── ReplicationBlocked         the server cannot take a change safely (pouchdb-server limits)
+    ├── ReplicationBlocked         the server cannot take a change safely (pouchdb-server limits)
+    └── SyncFailed                 a manual sync could not start or did not complete: says why
 
 ``describe`` turns one pydantic error into a sentence that says what is wrong *and why it matters*,
 because CouchDB itself either ignores a bad field silently or answers with a raw Erlang term.
@@ -54,6 +55,16 @@ class ReplicationBlocked(FarmError):
 
     def __init__(self, message: str = "", *, doc_id: str = "", node: str = "") -> None:
         super().__init__(message, doc_id=doc_id, node=node)
+
+
+class SyncFailed(FarmError):
+    """Raised when ``replication sync`` cannot start: a database is missing, credentials are refused,
+    or the document id is taken by someone else's document."""
+
+    doc_id: str
+
+    def __init__(self, message: str = "", *, doc_id: str = "") -> None:
+        super().__init__(message, doc_id=doc_id)
 
 
 def dotted(loc: Iterable[Any]) -> str:

@@ -91,6 +91,8 @@ def expand(topo: Topology, problems: Problems) -> list[Replication]:
         if link.profile is not None and link.profile not in topo.profiles:
             problems.add((*loc, "profile"), unknown_profile(link.profile, topo.profiles))
             continue
+        if not _relays_ok(link, loc, topo, problems):
+            continue
         for source, target, node in pairs:
             profile = _profile(link, source, target, topo)
             if link.connection_timeout is not None and link.connection_timeout <= profile.rtt_ms:
@@ -99,6 +101,7 @@ def expand(topo: Topology, problems: Problems) -> list[Replication]:
                 )
             out.extend(_replication(link, loc, source, target, node, db, profile) for db in databases)
     _check_duplicates(out, problems)
+    _check_security(topo, out, problems)
     return out
 
 
@@ -203,7 +206,8 @@ def _replication(
     options: dict[str, Any] = profile.options()
     options.update(link.model_dump(include=set(OPTION_FIELDS), exclude_unset=True, exclude_none=True))
     doc_id = f"couchfarm:{db}:{source}->{target}" + _suffix(link, options)
-    return Replication(doc_id, node, source, target, db, link.continuous, options, loc)
+    via = tuple(r for r in link.via or () if r not in (source, target))
+    return Replication(doc_id, node, source, target, db, link.continuous, options, loc, via, link.relay_after)
 
 
 def _suffix(link: Link, options: dict[str, Any]) -> str:
@@ -215,6 +219,37 @@ def _suffix(link: Link, options: dict[str, Any]) -> str:
     kind = "ids" if "doc_ids" in selection else "filter" if "filter" in selection else "sel"
     digest = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:8]
     return f":{kind}-{digest}"
+
+
+def _relays_ok(link: Link, loc: Loc, topo: Topology, problems: Problems) -> bool:
+    """``via`` names known nodes, once each; a relay cannot apply a filter function or a selector
+    (its copy of the database holds more than the link carries, and a filter design document missing
+    there kills pouchdb-server), so filtered links take ``doc_ids`` or no relay."""
+    if link.via is None:
+        if link.relay_after is not None:
+            problems.add((*loc, "relay_after"), "only applies with via (the relays to fall back on)")
+        return True
+    ok = _known(link.via, (*loc, "via"), topo, problems)
+    for key in ("filter", "selector"):
+        if getattr(link, key) is not None:
+            problems.add((*loc, "via"), f"a relayed link cannot use {key} (use doc_ids or no relay)")
+            ok = False
+    return ok
+
+
+def _check_security(topo: Topology, reps: list[Replication], problems: Problems) -> None:
+    """Every ``security`` entry names a declared database and known nodes, and reaches a node."""
+    for db, entry in topo.security.items():
+        if db not in topo.databases:
+            problems.add(("security", db), f"{db!r} is not in the topology's databases list")
+        for node in entry.nodes:
+            if node not in topo.nodes and node not in topo.broken:
+                problems.add(("security", db, "nodes", node), unknown_node(node, topo.nodes))
+        if db in topo.databases and not entry.nodes and not any(r.db == db for r in reps):
+            problems.add(
+                ("security", db),
+                "no link replicates this database, so no node would get it: name nodes under nodes:",
+            )
 
 
 def _identity(rep: Replication) -> str:

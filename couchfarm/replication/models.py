@@ -115,10 +115,19 @@ class UserCtx(BaseModel):
 
 
 class Marker(BaseModel):
-    """What couchfarm writes into its own documents, so ``--prune`` never touches anyone else's."""
+    """What couchfarm writes into its own documents, so ``--prune`` never touches anyone else's:
+    the topology that declared it, and for the documents ``watch`` and ``sync`` write, why."""
 
     model_config = STRICT
-    topology: StrictStr = Field(min_length=1)
+    topology: StrictStr | None = Field(None, min_length=1)
+    relay_for: StrictStr | None = Field(None, min_length=1)  #: the direct link a relay leg stands in for
+    sync: StrictBool | None = None  #: written by ``replication sync``
+
+    @model_validator(mode="after")
+    def _says_whose(self) -> Marker:
+        if self.topology is None and not self.sync:
+            raise ValueError("names the topology that declared the document (or sync: true)")
+        return self
 
 
 def _ms(low: int, high: int) -> Any:

@@ -9,21 +9,25 @@ as ``credentials differ``.
 pouchdb-server limits (COUCHDB.md) turn some changes into ``blocked`` ones, which ``apply`` skips and
 reports: its validate function refuses any edit of a running job (403), deleting a running job kills
 the process, and a ``selector`` replication from it kills the source's process.
+
+The declared ``_security`` objects are planned alongside (``security_plan.py``); their warnings (a
+change that would open a database to everyone) are the plan's ``warnings``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from couchfarm.couch import CouchClient
 from couchfarm.errors import CouchError, NotFound
 from couchfarm.replication.api import replicator_docs
+from couchfarm.replication.changes import Action, FieldDiff, diff
 from couchfarm.replication.errors import ReplicationBlocked
-from couchfarm.replication.models import MARKER, mask_doc, strip_server_fields
+from couchfarm.replication.models import MARKER, strip_server_fields
 from couchfarm.replication.render import Credentials, render
+from couchfarm.replication.security_plan import SecurityChange, plan_security
 from couchfarm.replication.topology import Replication, Topology
 
 PREFIX = "couchfarm:"
@@ -32,35 +36,6 @@ POUCH_RUNNING = (
     "pouchdb-server refuses edits of a running job (403) and dies when it is deleted; "
     "change it once the job has stopped, or on CouchDB"
 )
-
-
-class Action(str, Enum):
-    CREATE = "create"  # declared, absent from the node
-    UPDATE = "update"  # declared, present, spec differs: the document is replaced
-    DELETE = "delete"  # ours, no longer declared, and --prune was given
-    UNCHANGED = "unchanged"  # declared and identical (server-written fields aside)
-    ORPHAN = "orphan"  # ours, no longer declared; kept because --prune was not given
-    FOREIGN = "foreign"  # the id is declared but the document there is not ours: never touched
-    UNKNOWN = "unknown"  # the node could not be read: nothing there is checked or changed this run
-
-
-@dataclass(frozen=True)
-class FieldDiff:
-    """One field's change, values masked; ``None`` side means absent."""
-
-    field: str
-    before: Any
-    after: Any
-    note: str = ""
-
-    def line(self) -> str:
-        if self.before is None:
-            return f"+ {self.field}: {_short(self.after)}"
-        if self.after is None:
-            return f"- {self.field}: {_short(self.before)}"
-        return f"~ {self.field}: {_short(self.before)} -> {_short(self.after)}" + (
-            f" ({self.note})" if self.note else ""
-        )
 
 
 @dataclass
@@ -82,7 +57,7 @@ class Change:
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"node": self.node, "doc_id": self.doc_id, "action": self.action.value}
         if self.diffs:
-            out["fields"] = [{k: v for k, v in vars(d).items() if v not in (None, "")} for d in self.diffs]
+            out["fields"] = [d.as_json() for d in self.diffs]
         if self.blocked:
             out["blocked"] = self.blocked
         return out
@@ -92,10 +67,20 @@ class Change:
 class Plan:
     topology: str
     changes: list[Change]
+    security: list[SecurityChange] = field(default_factory=list)
 
     @property
     def pending(self) -> list[Change]:
         return [c for c in self.changes if c.pending]
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether apply has anything to do, documents or ``_security`` objects."""
+        return bool(self.pending) or any(c.pending for c in self.security)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for c in self.security for w in c.warnings]
 
     def counts(self) -> dict[str, int]:
         return {a.value: sum(c.action is a for c in self.changes) for a in Action}
@@ -103,9 +88,11 @@ class Plan:
     def as_json(self) -> dict[str, Any]:
         return {
             "topology": self.topology,
-            "pending": bool(self.pending),
+            "pending": self.has_pending,
             "counts": self.counts(),
             "changes": [c.as_json() for c in self.changes],
+            "security": [c.as_json() for c in self.security],
+            "warnings": self.warnings,
         }
 
     def lines(self, verbose: bool = False) -> list[str]:
@@ -120,7 +107,17 @@ class Plan:
             out.extend(f"      {d.line()}" for d in c.diffs if c.action is not Action.CREATE or verbose)
             if c.blocked:
                 out.append(f"      blocked: {c.blocked}")
-        return out
+        return out + self._security_lines(verbose)
+
+    def _security_lines(self, verbose: bool) -> list[str]:
+        if not self.security:
+            return []
+        counts = {a.value: sum(c.action is a for c in self.security) for a in Action}
+        out = ["security: " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)]
+        for c in self.security:
+            if c.pending or verbose:
+                out.extend(c.lines())
+        return out + [f"WARNING: {w}" for w in self.warnings]
 
 
 def build_plan(
@@ -154,7 +151,7 @@ def build_plan(
             for doc in current.values()
             if owner(doc) == topo.name
         )
-    return Plan(topo.name, changes)
+    return Plan(topo.name, changes, plan_security(topo, clients, down))
 
 
 def _flavours(topo: Topology, clients: Mapping[str, CouchClient]) -> tuple[dict[str, bool], dict[str, str]]:
@@ -259,22 +256,3 @@ def _source_block(
             "(state error) and pouchdb-server would die"
         )
     return None
-
-
-def diff(before: dict[str, Any], after: dict[str, Any]) -> list[FieldDiff]:
-    """Field-level differences, masked; equal after masking but unequal before means credentials."""
-    masked_before, masked_after = mask_doc(before), mask_doc(after)
-    out = []
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) == after.get(key) and (key in before) == (key in after):
-            continue
-        old, new = masked_before.get(key), masked_after.get(key)
-        out.append(FieldDiff(key, old, new, "credentials differ" if old == new else ""))
-    return out
-
-
-def _short(value: Any) -> str:
-    import json
-
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 100 else text[:97] + "..."

@@ -107,16 +107,24 @@ def with_userinfo(url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def render(rep: Replication, topo: Topology, creds: Credentials, *, couchdb: bool) -> dict[str, Any]:
+def render(
+    rep: Replication,
+    topo: Topology,
+    creds: Credentials,
+    *,
+    couchdb: bool,
+    marker: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The document for ``rep`` on a server of the given flavour; checked by our own model, so a
-    rendering bug can never reach a server. ``ReplicationBlocked`` when the flavour cannot take it."""
+    rendering bug can never reach a server. ``ReplicationBlocked`` when the flavour cannot take it.
+    ``marker`` replaces the default ``{"topology": name}`` (relay legs say which link they serve)."""
     body: dict[str, Any] = {
         "_id": rep.doc_id,
         "source": endpoint(node_base(topo.nodes[rep.source]), rep.db, creds.get(rep.source), couchdb=couchdb),
         "target": endpoint(node_base(topo.nodes[rep.target]), rep.db, creds.get(rep.target), couchdb=couchdb),
         "continuous": rep.continuous,
         **rep.options,
-        MARKER: {"topology": topo.name},
+        MARKER: marker or {"topology": topo.name},
     }
     parse_doc(body, rep.doc_id)
     return body

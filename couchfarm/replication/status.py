@@ -80,7 +80,7 @@ def collect(
     entries = scheduler_docs(client)
     if entries is None:
         log.debug("%s has no _scheduler: reading the _replicator documents' own fields", client.url)
-        return [from_document(node, doc, probe=_Prober(topo, creds)) for doc in docs.values()]
+        return [from_document(node, doc, probe=Prober(topo, creds)) for doc in docs.values()]
     jobs = {j.get("doc_id"): j for j in scheduler_jobs(client) or [] if j.get("doc_id")}
     out = [
         from_scheduler(node, e, docs.pop(e["doc_id"], None), jobs.get(e["doc_id"]))
@@ -160,7 +160,7 @@ def _pending(reported: Any, checkpointed: Any, source_seq: Any) -> int | None:
     return max(0, head - done) if done is not None and head is not None else None
 
 
-class _Prober:
+class Prober:
     """Reaches a replication's ends from couchfarm, for servers that keep no job state."""
 
     def __init__(self, topo: Topology | None, creds: Credentials | None) -> None:
@@ -172,7 +172,7 @@ class _Prober:
         )
 
 
-def from_document(node: str, doc: dict[str, Any], probe: _Prober | None = None) -> ReplicationStatus:
+def from_document(node: str, doc: dict[str, Any], probe: Prober | None = None) -> ReplicationStatus:
     """The document's own fields (pouchdb-server, or CouchDB before the scheduler saw it)."""
     stats = doc.get("_replication_stats") or {}
     raw_state = doc.get("_replication_state")
@@ -197,7 +197,7 @@ def from_document(node: str, doc: dict[str, Any], probe: _Prober | None = None) 
     return _probed(status, doc, probe)
 
 
-def _probed(status: ReplicationStatus, doc: dict[str, Any], probe: _Prober) -> ReplicationStatus:
+def _probed(status: ReplicationStatus, doc: dict[str, Any], probe: Prober) -> ReplicationStatus:
     """A running pouchdb job: a dead end means it is retrying (CouchDB would say crashing);
     otherwise read its checkpoint and the source's sequence to show progress."""
     source, target = probe.ends(doc)
@@ -224,3 +224,31 @@ def _probed(status: ReplicationStatus, doc: dict[str, Any], probe: _Prober) -> R
 
 def _replace(status: ReplicationStatus, **changes: Any) -> ReplicationStatus:
     return ReplicationStatus(**{**asdict(status), **changes})
+
+
+def status_table(rows: list[ReplicationStatus]) -> list[str]:
+    """A fixed-width table; sequences show their comparable number, the reason one line of 100."""
+    width = max([len(r.doc_id) for r in rows] + [6])
+    nodes = max([len(r.node) for r in rows] + [4])
+    out = [
+        f"{'NODE':<{nodes}}  {'DOC ID':<{width}}  {'STATE':<12} {'READ/WRITTEN':>13} {'FAIL':>5} "
+        f"{'CHECKPOINT/SOURCE':>18} {'PENDING':>8}  {'UPDATED':<20}  REASON"
+    ]
+    for r in rows:
+        rw = f"{_num(r.docs_read)}/{_num(r.docs_written)}"
+        seqs = f"{_num(seq_number(r.checkpointed_seq))}/{_num(seq_number(r.source_seq))}"
+        reason = " ".join((r.reason or "").split())[:100]
+        out.append(
+            f"{r.node:<{nodes}}  {r.doc_id:<{width}}  {r.state:<12} {rw:>13} {_num(r.doc_write_failures):>5} "
+            f"{seqs:>18} {_num(r.pending):>8}  {_when(r.last_update):<20}  {reason}"
+        )
+    return out
+
+
+def _when(stamp: str | None) -> str:
+    """A timestamp to the second (pouchdb-server writes milliseconds, CouchDB does not)."""
+    return "-" if not stamp else stamp.split(".", 1)[0].rstrip("Z") + "Z"
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)

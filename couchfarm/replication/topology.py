@@ -3,7 +3,11 @@
 Every problem is collected (not only the first) and reported as ``file:line: field: message``, so an
 operator fixes a file in one pass. Credentials never appear in the file: a node names the environment
 variable that holds them (``auth: {env: EDGE1_CREDENTIALS}``), read only when a command needs them.
-The expansion of links into documents, and ``load_topology``, live in ``expand.py``.
+A node reached over https may say how (``tls: {ca: ..., cert: ..., key: ..., verify: true}``): the
+PEM files are read when the file is loaded, so a bad path is reported with its line like any other.
+A link may name relays (``via``, see ``relay.py``), and ``security:`` declares each database's
+``_security`` object (``security.py``). The expansion of links into documents, and
+``load_topology``, live in ``expand.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pydantic import field_validator as validates
 from couchfarm.replication.errors import TopologyError, clean_loc, describe, dotted
 from couchfarm.replication.models import ReplicationOptions
 from couchfarm.replication.profiles import PRESETS, Profile
+from couchfarm.replication.security import SECTION_FIELDS, SecurityEntry
+from couchfarm.tls import TLSSpec
 
 Loc = tuple[Any, ...]
 NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -52,6 +58,7 @@ class Node(BaseModel):
     url: StrictStr
     peer_url: StrictStr | None = None
     auth: NodeAuth | None = None
+    tls: TLSSpec | None = None  #: CA bundle, client certificate and key, verify (for https nodes)
     profile: StrictStr = "datacenter"
 
     @validates("url", "peer_url")
@@ -92,6 +99,8 @@ class LinkBase(ReplicationOptions):
     databases: list[StrictStr] | None = Field(None, min_length=1)
     profile: StrictStr | None = None
     runs_on: Literal["source", "target", "hub", "spokes"] | None = None
+    via: list[StrictStr] | None = Field(None, min_length=1)  #: relays, in order of preference
+    relay_after: float | None = Field(None, gt=0, le=86_400)  #: s a direct link may fail before relaying
 
 
 class MeshLink(LinkBase):
@@ -134,9 +143,16 @@ SECTIONS: dict[str, Any] = {
     "databases": TypeAdapter(Annotated[list[StrictStr], Field(min_length=1)]),
     "profiles": TypeAdapter(dict[StrictStr, ProfileSpec]),
     "links": TypeAdapter(Annotated[list[Any], Field(min_length=1)]),
+    "security": TypeAdapter(dict[StrictStr, SecurityEntry]),
 }
 REQUIRED = ("nodes", "databases", "links")
-NODE_FIELDS = (*Node.model_fields, *NodeAuth.model_fields, *ProfileSpec.model_fields)  #: for suggestions
+NODE_FIELDS = (  #: for suggestions
+    *Node.model_fields,
+    *NodeAuth.model_fields,
+    *TLSSpec.model_fields,
+    *ProfileSpec.model_fields,
+    *SECTION_FIELDS,
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,8 @@ class Replication:
     continuous: bool
     options: dict[str, Any]  #: further _replicator fields: profile tunables, filters, create_target...
     origin: Loc  #: the link's location in the file, for messages
+    via: tuple[str, ...] = ()  #: relays to fall back on, the ends themselves left out
+    relay_after: float | None = None  #: the link's own relay delay (None: the watch's --relay-after)
 
 
 @dataclass
@@ -166,6 +184,7 @@ class Topology:
     lines: dict[Loc, int] = field(default_factory=dict)
     replications: list[Replication] = field(default_factory=list)  #: filled by ``expand``
     broken: set[str] = field(default_factory=set)  #: declared nodes that failed their own checks
+    security: dict[str, SecurityEntry] = field(default_factory=dict)  #: database -> _security
 
     def on_node(self, node: str) -> list[Replication]:
         """The replications whose documents live on ``node``."""
@@ -236,6 +255,7 @@ def read_topology(
     nodes, broken = _nodes(sections["nodes"], problems)
     name = sections.get("name") or default_name
     topo = Topology(name, nodes, sections["databases"], {}, [], source, lines or {}, broken=broken)
+    topo.security = sections.get("security", {})
     _check_names(topo, problems)
     topo.profiles = _resolve_profiles(sections.get("profiles", {}), problems)
     _check_node_profiles(topo, problems)

@@ -10,6 +10,9 @@ Alerts, and why each matters:
 - ``seq_regressed``: a checkpoint or the source sequence went backwards: the source was recreated or
   restored, or checkpoints were reset, so the job re-scans from an earlier point.
 Every event goes to every sink (log line, metric hook, webhook); a failing sink never stops the watch.
+A relay hook (``relay.py``) sees every poll too: its ``relay_switch`` events go to the same sinks (the
+webhook sends them even with ``alerts_only``), it reports on its own relay legs, and a direct link it
+relays does not alert again on every further crash.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -60,6 +63,22 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+ALWAYS_SENT = ("relay_switch",)  #: event kinds a webhook gets even when it takes only alerts
+
+
+class RelayHook(Protocol):
+    """What the watcher needs from the relay fallback (``relay.Relays``)."""
+
+    @property
+    def relayed(self) -> set[tuple[str, str]]:
+        """(node, doc_id) of the direct links relayed right now."""
+        ...
+
+    def owns(self, doc_id: str) -> bool:
+        """Whether ``doc_id`` is a relay leg, reported by the hook instead of the watcher."""
+        ...
+
+    def step(self, statuses: list[ReplicationStatus], now: float) -> list[Event]: ...
 
 
 @dataclass
@@ -89,16 +108,24 @@ class Watcher:
         *,
         stall_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        relay: RelayHook | None = None,
     ) -> None:
         self.collect, self.sinks, self.stall_after, self.clock = collect, sinks, stall_after, clock
+        self.relay = relay
         self.tracks: dict[tuple[str, str], _Track] = {}
 
     def poll(self) -> list[Event]:
         """One poll: events for every change since the last one, delivered to every sink."""
         now, events, seen = self.clock(), [], set()
-        for status in self.collect():
+        statuses = self.collect()
+        relayed = self.relay.relayed if self.relay else set()
+        for status in statuses:
+            if self.relay and self.relay.owns(status.doc_id):
+                continue
             seen.add(status.key)
-            events.extend(self._compare(self.tracks.get(status.key), status, now))
+            events.extend(self._compare(self.tracks.get(status.key), status, now, status.key in relayed))
+        if self.relay:
+            events.extend(self.relay.step(statuses, now))
         for key in [k for k in self.tracks if k not in seen]:
             gone = self.tracks.pop(key).status
             events.append(
@@ -137,14 +164,16 @@ class Watcher:
             except Exception:  # a broken sink must never stop the watch
                 log.exception("event sink %r failed", sink)
 
-    def _compare(self, track: _Track | None, new: ReplicationStatus, now: float) -> list[Event]:
+    def _compare(
+        self, track: _Track | None, new: ReplicationStatus, now: float, relayed: bool = False
+    ) -> list[Event]:
         if track is None:
             self.tracks[new.key] = _Track(new, now, seq_number(new.source_seq))
             return [_state_event(new, None), *_state_alert(new, None)]
         old, events = track.status, []
         if new.state != old.state:
             events += [_state_event(new, old.state), *_state_alert(new, old.state)]
-        elif new.state == "crashing" and (new.error_count or 0) > (old.error_count or 0):
+        elif new.state == "crashing" and not relayed and (new.error_count or 0) > (old.error_count or 0):
             events += _state_alert(new, old.state, again=True)
         events += _write_failures(old, new) + _regressions(old, new)
         events += self._stall(track, new, now)
@@ -287,7 +316,7 @@ class WebhookSink:
         redact_url(url)  # registers a password in the webhook URL as a secret
 
     def __call__(self, event: Event) -> None:
-        if self.alerts_only and not event.alert:
+        if self.alerts_only and not event.alert and event.kind not in ALWAYS_SENT:
             return
         for attempt in range(self.retry.attempts):
             if attempt:

@@ -56,10 +56,13 @@ class ScriptedSession(requests.Session):
         super().__init__()
         self.routes = {k: list(v) for k, v in routes.items()}
         self.calls: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, str, Any]] = []  #: (method, path, JSON body) of requests with one
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         method, path = str(method), urlsplit(str(url)).path
         self.calls.append((method, path))
+        if kwargs.get("data"):
+            self.bodies.append((method, path, json.loads(kwargs["data"])))
         answers = self.routes.get((method, path), [(404, {"error": "not_found", "reason": "missing"})])
         status, payload = answers.pop(0) if len(answers) > 1 else answers[0]
         resp = requests.Response()

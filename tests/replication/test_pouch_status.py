@@ -96,6 +96,8 @@ def test_a_replication_whose_target_is_down_is_reported_with_its_reason(
         applied.output
     )
     assert "unknown" in applied.stdout and "cannot read this node" in applied.stdout
+    # pouchdb-server marks the document triggered a moment after the write; before, it reads initializing
+    wait_for(lambda: state(nodes["a"], "couchfarm:down:a->gone") == "triggered", what="the job to start")
     result = run_cli(["status", "--topology", str(path), "--json"], env)
     table = rows(result.stdout)
     job = table["couchfarm:down:a->gone"]
