@@ -19,7 +19,7 @@ import redis
 
 from bench.seed import conflicted_ids, remaining, seed
 from bench.trickle import trickle
-from bench.ways import FarmRun, naive, peak_rss_mb, reference
+from bench.ways import FarmRun, cpu_seconds, naive, peak_rss_mb, reference
 from couchfarm.couch import CouchClient
 from couchfarm.state import FarmState
 from workers.local_servers import PouchServer, RedisServer
@@ -38,10 +38,11 @@ def farm(
         run.start_dispatcher()
         wait(lambda: state.holder(db)[0] is not None, 60)
         time.sleep(3)  # the worker pool is up (Celery starts in about a second)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), server_cpu()
         state.resume(db)
         wait(lambda: idle(client, state, db), 900, interval=0.25)
         seconds = time.perf_counter() - started
+        busy = round((server_cpu() - cpu) / seconds, 2) if SERVER_PID else None
         rss = {name: [round(peak_rss_mb(p), 1) for p in pids] for name, pids in run.pids().items()}
     finally:
         run.stop()
@@ -53,6 +54,7 @@ def farm(
         "docs_per_s": round(len(ids) / seconds, 1),
         "left_conflicted": left,
         "rss_mb": rss,
+        "server_busy": busy,
     }
 
 
@@ -90,6 +92,8 @@ def main() -> None:
     pouch = None if args.url else PouchServer().start()
     redis_server = RedisServer().start()
     couch_url = args.url or pouch.url  # type: ignore[union-attr]
+    if pouch is not None and pouch.proc is not None:
+        SERVER_PID.append(pouch.proc.pid)
     client = CouchClient(couch_url, timeout=(3.05, 300))
     tag = str(int(time.time()))
     results: dict[str, Any] = {"docs": args.docs, "leaves": args.leaves, "server": client.server_info()}
@@ -114,15 +118,24 @@ def main() -> None:
             json.dump(results, out, indent=2)
 
 
+SERVER_PID: list[int] = []  #: the local pouchdb-server, whose CPU use shows when the server is the limit
+
+
+def server_cpu() -> float:
+    return cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
+
+
 def timed(client: CouchClient, db: str, n: int, k: int, way: Any) -> dict[str, Any]:
     seed(client, db, n, k)
     ids = conflicted_ids(client, db)
+    cpu = server_cpu()
     seconds = way(client, db, ids)
     return {
         "docs": len(ids),
         "seconds": round(seconds, 2),
         "docs_per_s": round(len(ids) / seconds, 1),
         "left_conflicted": remaining(client, db, ids),
+        "server_busy": round((server_cpu() - cpu) / seconds, 2) if SERVER_PID else None,
     }
 
 
@@ -150,12 +163,14 @@ def trickle_run(client: CouchClient, couch_url: str, redis_url: str, db: str, ar
 def report(r: dict[str, Any]) -> None:
     ref, nai = r["reference"]["docs_per_s"], r["naive"]["docs_per_s"]
     print(f"\ncouchfarm benchmark: {r['docs']} conflicted documents x {r['leaves']} leaves, ~1 KB bodies")
-    print(f"{'way':<28}{'docs':>7}{'seconds':>9}{'docs/s':>9}{'left':>6}")
+    print(f"{'way':<28}{'docs':>7}{'seconds':>9}{'docs/s':>9}{'left':>6}{'server CPU':>12}")
     rows = [("reference (1 process)", r["reference"]), ("naive (per document)", r["naive"])]
     rows += [(f"couchfarm, {f['workers']} worker(s)", f) for f in r["farm"]]
     for name, row in rows:
+        busy = f"{row['server_busy']:.0%}" if row.get("server_busy") is not None else "-"
         print(
             f"{name:<28}{row['docs']:>7}{row['seconds']:>9}{row['docs_per_s']:>9}{row['left_conflicted']:>6}"
+            f"{busy:>12}"
         )
     print()
     for f in r["farm"]:

@@ -237,20 +237,24 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings", source=str(path))
-    lines: dict[tuple[Any, ...], int] = {}
-    _walk(node, (), lines)
-    return data, lines
+    return data, key_lines(node)
 
 
-def _walk(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
-    lines[path] = node.start_mark.line + 1
+def key_lines(
+    node: Any, path: tuple[Any, ...] = (), lines: dict[tuple[Any, ...], int] | None = None
+) -> dict[tuple[Any, ...], int]:
+    """The 1-based line of every key path of a composed YAML node: a key's own line (not its
+    value's, as for block values), so errors point at the key that is wrong."""
+    lines = {} if lines is None else lines
+    lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             lines[(*path, key.value)] = key.start_mark.line + 1
-            _walk(value, (*path, key.value), lines)
+            key_lines(value, (*path, key.value), lines)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines)
+            key_lines(item, (*path, i), lines)
+    return lines
 
 
 def _config_error(

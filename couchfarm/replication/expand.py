@@ -17,8 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from couchfarm.replication.models import OPTION_FIELDS
 from couchfarm.replication.profiles import Profile, worst
 from couchfarm.replication.topology import (
@@ -45,24 +43,8 @@ FILTER_FIELDS = ("doc_ids", "filter", "query_params", "selector")
 
 def load_topology(path: str | Path) -> Topology:
     """Read, check and expand a topology file; ``TopologyError`` lists every problem with its line."""
-    data, _ = read_yaml(Path(path))  # YAML errors and a non-mapping top level are reported there
-    node = yaml.compose(Path(path).read_text())
-    lines = key_lines(node) if node is not None else {}
+    data, lines = read_yaml(Path(path))  # YAML errors and a non-mapping top level are reported there
     return parse_topology(data, source=str(path), lines=lines, default_name=Path(path).stem)
-
-
-def key_lines(node: Any, path: Loc = (), lines: dict[Loc, int] | None = None) -> dict[Loc, int]:
-    """The 1-based line of every key path, a key's own line (not its value's, as for block values)."""
-    lines = {} if lines is None else lines
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines[(*path, key.value)] = key.start_mark.line + 1
-            key_lines(value, (*path, key.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            key_lines(item, (*path, i), lines)
-    return lines
 
 
 def parse_topology(
