@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -92,7 +93,7 @@ class Managed:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
-    def __enter__(self) -> Managed:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
