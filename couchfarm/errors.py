@@ -4,6 +4,7 @@
 
     FarmError                      root: everything couchfarm raises on purpose
     ├── ConfigError                a setting or file is malformed (names the field and the source)
+    │   └── TLSError               (couchfarm.tls) a certificate is unreadable or a handshake failed
     ├── CouchError                 CouchDB answered with an error, or could not be reached
     │   ├── BadRequest             400 / 412 / 415 / 417: the request itself is wrong; never retried
     │   ├── Unauthorized           401: wrong or missing credentials; never retried (lockout risk)

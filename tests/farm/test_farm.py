@@ -245,3 +245,19 @@ def test_database_created_while_running_is_picked_up(
     late = glob([first])[:-1] + "late"
     seed(client, late, 8)
     wait_for(lambda: conflicted(client, late) == 0, 60, "the new database's conflicts resolved")
+
+
+def test_a_paused_database_is_left_for_people_and_resumes(
+    farm: Farm, client: CouchClient, state: FarmState
+) -> None:
+    (db,) = dbs(client, 1)
+    state.pause(db)
+    farm.worker("w", 1)
+    farm.dispatcher("d", db)
+    wait_for(lambda: state.holder(db)[0], 30, "the database followed")
+    seed(client, db, 6)
+    time.sleep(3)
+    assert conflicted(client, db) == 6 and not state.batches(db)  # nothing read, nothing sent
+    state.resume(db)
+    wait_for(lambda: conflicted(client, db) == 0, 60, "resolved after resume, from the same checkpoint")
+    assert state.overlap(db) == 0
