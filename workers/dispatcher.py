@@ -45,7 +45,7 @@ class Discovery:
         self.names = list(dict.fromkeys(names))
         self.interval = interval
         self._known: list[str] = []
-        self._at = 0.0
+        self._at = float("-inf")
         self._updates_seq: object = None
         self._has_updates: bool | None = None
 
