@@ -35,6 +35,15 @@ return 1
 """
 
 
+_REMOVE = """
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'last_failure') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+
 def entry_id(db: str, doc_id: str) -> str:
     return hashlib.sha1(f"{db}\x00{doc_id}".encode()).hexdigest()[:16]
 
@@ -87,6 +96,7 @@ class DeadLetters:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._add = redis.register_script(_ADD)
+        self._remove = redis.register_script(_REMOVE)
 
     def add(self, entry: DeadLetter, now: float | None = None) -> bool:
         """Record a failure; False when this task id already recorded it (a redelivery)."""
@@ -141,16 +151,15 @@ class DeadLetters:
     def count(self, db: str | None = None) -> int:
         return int(self.redis.zcard(keys.DLQ_BY_DB.format(db=db) if db else keys.DLQ_INDEX))
 
-    def remove(self, entry_id: str) -> bool:
+    def remove(self, entry_id: str, last_failure: float | None = None) -> bool:
+        """Delete an entry; with ``last_failure``, only if it has not failed again since (a replay
+        must not delete a newer failure that arrived while it ran)."""
         entry = self.get(entry_id)
         if entry is None:
             return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.DLQ_ENTRY.format(id=entry_id))
-        pipe.zrem(keys.DLQ_INDEX, entry_id)
-        pipe.zrem(keys.DLQ_BY_DB.format(db=entry.db), entry_id)
-        pipe.execute()
-        return True
+        expected = repr(last_failure) if last_failure is not None else ""
+        keys_ = [keys.DLQ_ENTRY.format(id=entry_id), keys.DLQ_INDEX, keys.DLQ_BY_DB.format(db=entry.db)]
+        return bool(self._remove(keys=keys_, args=[entry_id, expected]))
 
     def purge_older_than(self, seconds: float, now: float | None = None) -> int:
         cutoff = (now or time.time()) - seconds

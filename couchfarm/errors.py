@@ -6,7 +6,7 @@
     ├── ConfigError                a setting or file is malformed (names the field and the source)
     │   └── TLSError               (couchfarm.tls) a certificate is unreadable or a handshake failed
     ├── CouchError                 CouchDB answered with an error, or could not be reached
-    │   ├── BadRequest             400 / 412 / 415 / 417: the request itself is wrong; never retried
+    │   ├── BadRequest             400 / 412 / 413 / 415 / 417: the request itself is wrong; never retried
     │   ├── Unauthorized           401: wrong or missing credentials; never retried (lockout risk)
     │   ├── Forbidden              403: refused (validate_doc_update, lockout, permissions)
     │   ├── NotFound               404: database, document or revision does not exist
@@ -81,7 +81,7 @@ class CouchError(FarmError):
 
 
 class BadRequest(CouchError):
-    """Raised on 400, 412, 415 and 417: the request is malformed and retrying cannot help."""
+    """Raised on 400, 412, 413, 415 and 417: the request is malformed and retrying cannot help."""
 
 
 class Unauthorized(CouchError):
@@ -143,6 +143,7 @@ STATUS_ERRORS: dict[int, type[CouchError]] = {
     404: NotFound,
     409: Conflict,
     412: BadRequest,
+    413: BadRequest,
     415: BadRequest,
     417: BadRequest,
 }

@@ -50,7 +50,12 @@ class Plan:
 
 def provenance(conflict: ConflictSet, strategy: str, fingerprint: str) -> dict[str, Any]:
     """Who merged this, with which definition, from which inputs (deterministic across replicas)."""
-    return {"strategy": strategy, "fingerprint": fingerprint, "inputs": digest(conflict.revs, 16)}
+    # live leaves only: two replicas that differ in a tombstone still replicating stamp the same
+    return {
+        "strategy": strategy,
+        "fingerprint": fingerprint,
+        "inputs": digest(sorted(leaf.rev for leaf in conflict.live), 16),
+    }
 
 
 def foreign_provenance(conflict: ConflictSet, fingerprint: str) -> str | None:
@@ -80,12 +85,18 @@ def build_plan(
     body = canonical(body)
     attachments, inline = merge_attachments(live)
     write = None
-    if not same(body, winner.body) or set(attachments) != set(winner.attachments):
+    if not same(unmarked(body), unmarked(winner.body)) or set(attachments) != set(winner.attachments):
         write = {"_id": conflict.doc_id, "_rev": winner.rev, **body}
         if attachments:
             write["_attachments"] = attachments
     losers = [tombstone(conflict.doc_id, leaf) for leaf in live[1:]]
     return Plan(conflict, strategy, body, write, losers, inline)
+
+
+def unmarked(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without its provenance stamp: a winner that already holds the merge is not rewritten
+    just because the stamp's inputs changed (a retry after the winner write succeeded)."""
+    return {k: v for k, v in body.items() if k != PROVENANCE_FIELD}
 
 
 def tombstone(doc_id: str, leaf: Leaf) -> dict[str, Any]:

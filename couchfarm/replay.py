@@ -54,7 +54,7 @@ def replay(
         if dry_run:
             pass
         elif result.outcome in (Outcome.RESOLVED, Outcome.NOOP):
-            removed = store.remove(entry.id)
+            removed = store.remove(entry.id, last_failure=entry.last_failure)
         else:
             again = to_dead_letter(result, 1, correlation_id, f"replay-{uuid.uuid4().hex[:12]}")
             store.add(again)

@@ -167,15 +167,22 @@ class Engine:
         """Winner writes, then (archive and) tombstones for the documents whose winner is safe."""
         results: dict[str, DocResult] = {}
         safe: list[Plan] = []
+        for p in plans:  # a loser's attachment that cannot be read holds back its own document only
+            try:
+                if p.winner_write is not None:
+                    self._inline_attachments(db, p)
+            except CouchError as exc:
+                results[p.doc_id] = self._result(
+                    p, Outcome.RETRY, f"attachment read failed: {exc}", type(exc).__name__
+                )
+        plans = [p for p in plans if p.doc_id not in results]
+        winners = [p for p in plans if p.winner_write is not None]
         try:
-            winners = [p for p in plans if p.winner_write is not None]
-            for p in winners:
-                self._inline_attachments(db, p)
             outcome = self._bulk(db, [p.winner_write for p in winners if p.winner_write is not None])
-        except (Unavailable, CouchError) as exc:
-            return {
-                p.doc_id: self._result(p, Outcome.RETRY, f"winner write failed: {exc}", "Unavailable")
-                for p in plans
+        except CouchError as exc:
+            reason = f"winner write failed: {exc}"
+            return results | {
+                p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in plans
             }
         by_doc = {p.doc_id: item for p, item in zip(winners, outcome, strict=True)}
         for plan in plans:

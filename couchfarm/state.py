@@ -94,7 +94,7 @@ while true do
   if #first == 0 then break end
   local bkey = ARGV[3] .. first[1]
   local status = redis.call('HGET', bkey, 'status')
-  if status and status ~= 'done' then break end
+  if status ~= 'done' then break end  -- a missing record (evicted?) stops done: never skip unseen work
   local seq = redis.call('HGET', bkey, 'end_seq')
   if seq and seq ~= '' then
     redis.call('HSET', KEYS[4], 'done', seq, 'done_at', ARGV[4], 'token', ARGV[2])
@@ -123,6 +123,10 @@ redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -10001)
 return added
 """
 )
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'touched_at', ARGV[1]) return 1 end
+return 0
+"""
 _NO_SEQ = ""
 
 
@@ -178,16 +182,22 @@ class FarmState:
     # -- leases ---------------------------------------------------------------------------------
 
     def acquire(self, db: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease if nobody holds it; the fencing token grows with every acquisition."""
+        """Take the lease if nobody holds it; the fencing token grows with every acquisition.
+
+        The stored owner is ``owner#nonce``, new at every acquisition: after Redis loses its data the
+        token counter starts again at 1, and without the nonce a follower of the previous
+        acquisition by the same process would pass the fence with the same (owner, token) pair.
+        """
+        value = f"{owner}#{uuid.uuid4().hex[:8]}"
         token = int(
             self._run(
-                "acquire", [keys.LEASE.format(db=db), keys.FENCE.format(db=db)], [owner, int(ttl * 1000)]
+                "acquire", [keys.LEASE.format(db=db), keys.FENCE.format(db=db)], [value, int(ttl * 1000)]
             )
         )
         if not token:
             return None
         self.redis.sadd(keys.DATABASES, db)
-        return Lease(db, owner, token)
+        return Lease(db, value, token)
 
     def renew(self, lease: Lease, ttl: float) -> bool:
         return bool(self._run("renew", [keys.LEASE.format(db=lease.db)], [lease.owner, int(ttl * 1000)]))
@@ -237,12 +247,22 @@ class FarmState:
         )
 
     def reset_checkpoint(self, db: str) -> None:
-        """Forget a database's checkpoints and open batches (an operator's ``checkpoint reset``)."""
-        for batch in self.redis.zrange(keys.BATCHES.format(db=db), 0, -1):
-            self.redis.delete(keys.BATCH.format(db=db, batch=batch))
-        self.redis.delete(
-            keys.CHECKPOINT.format(db=db), keys.BATCHES.format(db=db), keys.INFLIGHT.format(db=db)
+        """Forget a database's checkpoints and open batches (an operator's ``checkpoint reset``).
+
+        In one transaction the lease is dropped and the fencing token moves on, so a dispatcher
+        following the database right now cannot write its in-memory position back: its next write
+        is refused, it steps down, and the next holder starts from the mirror (or from the start).
+        """
+        batches = [
+            keys.BATCH.format(db=db, batch=b) for b in self.redis.zrange(keys.BATCHES.format(db=db), 0, -1)
+        ]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.LEASE.format(db=db))
+        pipe.incr(keys.FENCE.format(db=db))
+        pipe.delete(
+            keys.CHECKPOINT.format(db=db), keys.BATCHES.format(db=db), keys.INFLIGHT.format(db=db), *batches
         )
+        pipe.execute()
 
     # -- batches --------------------------------------------------------------------------------
 
@@ -298,8 +318,12 @@ class FarmState:
         return bool(self._run("complete", keys_, [batch_id, self.clock()]))
 
     def touch(self, db: str, batch_id: str) -> None:
-        if self.redis.exists(keys.BATCH.format(db=db, batch=batch_id)):
-            self.redis.hset(keys.BATCH.format(db=db, batch=batch_id), "touched_at", self.clock())
+        """Mark a batch as being worked on (atomically: never recreates a batch already advanced over)."""
+        self._run("touch", [keys.BATCH.format(db=db, batch=batch_id)], [self.clock()])
+
+    def clear_delivery(self, batch_id: str, attempt: int) -> None:
+        """Forget a delivery count once the work it guarded finished without killing its process."""
+        self.redis.delete(keys.DELIVERIES.format(batch=batch_id, attempt=attempt))
 
     def advance_done(self, lease: Lease) -> bool:
         """Move ``done`` over the completed batches at the head of the feed order; fenced."""
@@ -425,4 +449,5 @@ _SCRIPTS = {
     "complete": _COMPLETE,
     "advance": _ADVANCE,
     "read": _READ,
+    "touch": _TOUCH,
 }

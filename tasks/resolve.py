@@ -15,9 +15,11 @@ The wire name is fixed so that moving this file never renames the task.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Ignore, Reject, Retry
 
 from couchfarm import failpoints, trace
 from couchfarm.deadletters import DeadLetter
@@ -29,6 +31,7 @@ from couchfarm.state import FarmState
 from tasks.context import WorkerContext, context
 
 POISON = "PoisonDocument"
+log = logging.getLogger("couchfarm.tasks")
 
 
 @shared_task(bind=True, name="couchfarm.resolve_batch", max_retries=None)
@@ -37,7 +40,48 @@ def resolve_batch(
 ) -> dict[str, Any]:
     parent = incoming_traceparent(self.request)
     with trace.activated(parent, "couchfarm.resolve_batch"):
-        return _resolve_batch(self, db, doc_ids, correlation_id, batch_id, attempt, parent)
+        try:
+            return _resolve_batch(self, db, doc_ids, correlation_id, batch_id, attempt, parent)
+        except (Retry, Ignore, Reject):
+            raise
+        except Exception as exc:  # anything the engine did not turn into an outcome
+            return _unexpected(self, exc, db, list(doc_ids), correlation_id, batch_id, attempt, parent)
+
+
+def _unexpected(
+    self: Any,
+    exc: Exception,
+    db: str,
+    doc_ids: list[str],
+    correlation_id: str,
+    batch_id: str,
+    attempt: int,
+    parent: str | None,
+) -> dict[str, Any]:
+    """An unexpected error (a Redis blip, a time limit, a bug) must not leave the batch open until
+    its stale re-send: the whole batch is retried like a 409, then dead-lettered with the reason."""
+    ctx = context()
+    log.exception(
+        "batch %s of %s failed: %s", batch_id, db, exc, extra={"db": db, "correlation_id": correlation_id}
+    )
+    if attempt < ctx.settings.max_retries:
+        raise self.retry(
+            args=[db, doc_ids, correlation_id],
+            kwargs={"batch_id": batch_id, "attempt": attempt + 1},
+            countdown=retry_policy(ctx.settings).delay(attempt),
+            max_retries=None,
+            headers={"traceparent": parent} if parent else None,
+        )
+    reason = f"still failing after {ctx.settings.max_retries} retries: {type(exc).__name__}: {exc}"
+    for doc_id in doc_ids:
+        result = DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=type(exc).__name__)
+        settle(result, attempt, ctx.settings.max_retries, correlation_id)
+        entry = to_dead_letter(result, attempt + 1, correlation_id, self.request.id or "")
+        if ctx.dead_letters.add(entry):
+            show_in_flower(entry)
+    if ctx.redis is not None and batch_id:
+        FarmState(ctx.redis).complete(db, batch_id)
+    return {"db": db, "batch_id": batch_id, "outcomes": dict.fromkeys(doc_ids, Outcome.DEAD_LETTERED.value)}
 
 
 def incoming_traceparent(request: Any) -> str | None:
@@ -60,6 +104,11 @@ def _resolve_batch(
     ctx = context()
     state = FarmState(ctx.redis) if ctx.redis is not None and batch_id else None
     task_id = self.request.id or ""
+    if state is not None and ((batch := state.batch(db, batch_id)) is None or batch.status == "done"):
+        # a late copy (a stale re-send's original, or a batch Redis no longer knows): running it
+        # could race the newer batch that now holds these documents
+        log.info("batch %s of %s is complete or unknown: skipped", batch_id, db, extra={"db": db})
+        return {"db": db, "batch_id": batch_id, "outcomes": {}, "skipped": True}
     results = run_once(ctx, state, db, list(doc_ids), batch_id, attempt, correlation_id, task_id)
     retry: list[str] = []
     outcomes: dict[str, str] = {}
@@ -120,4 +169,5 @@ def run_once(
             results.append(DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=POISON))
             continue
         results += ctx.engine.resolve(db, [doc_id])
+        state.clear_delivery(f"{batch_id}/{doc_id}", attempt)  # it came back: count only deaths
     return results

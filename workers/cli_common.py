@@ -15,6 +15,7 @@ import click
 from couchfarm import factory, trace
 from couchfarm.errors import ConfigError
 from couchfarm.settings import Settings
+from couchfarm.validation import load_validator
 from workers.logs import setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -49,6 +50,10 @@ def load_settings(config: str | None, strategy: str | None = None, **overrides: 
         logging.getLogger("couchfarm").info("exporting traces with OpenTelemetry")
     try:
         factory.router(settings, strategy)
+        for rule in settings.databases:  # schemas are read now, not at the first conflict
+            for spec in (rule, *rule.types):
+                if spec.schema_path:
+                    load_validator(spec.schema_path, settings.config_dir)
     except ConfigError as exc:
         where = config or os.environ.get("COUCHFARM_CONFIG") or "COUCHFARM_DATABASES / --strategy"
         raise ConfigError(f"{exc} (in {where})", field=exc.field, source=str(where)) from None

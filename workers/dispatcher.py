@@ -111,7 +111,12 @@ class Dispatcher:
         log.info("dispatcher %s starting", self.id, extra={"dispatcher": self.id})
         try:
             while not self.stop.is_set():
-                dbs = self.round()
+                try:
+                    dbs = self.round()
+                except Exception as exc:  # a Redis or CouchDB blip must not end the dispatcher
+                    log.warning("dispatcher round failed: %s", exc, extra={"dispatcher": self.id})
+                    self.stop.wait(1.0)
+                    continue
                 if self.until_idle and self._all_idle(dbs):
                     return True
                 if max_seconds is not None and time.monotonic() - started > max_seconds:

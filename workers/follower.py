@@ -13,6 +13,7 @@ Steps of one round (each write fenced by the lease, see couchfarm/state.py):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -196,21 +197,10 @@ class Follower:
             self.settings.task_time_limit * (self.settings.max_retries + 2) + self.settings.retry_backoff_max
         )
         for batch in self.state.batches(self.db):
-            if batch.status == "waiting" and self.state.claim(self.lease, batch.id, self.still_needed(batch)):
-                self.send(batch)
-                self.on_event("batch_sent", db=self.db, docs=len(batch.docs))
-                log.info(
-                    "batch %s of %s sent: %d documents",
-                    batch.id,
-                    self.db,
-                    len(batch.docs),
-                    extra={
-                        "db": self.db,
-                        "batch": batch.id,
-                        "correlation_id": batch.correlation_id,
-                        "trace_id": trace.trace_id(batch.traceparent),
-                    },
-                )
+            if batch.status == "waiting":
+                needed = self.still_needed(batch)
+                if self.state.claim(self.lease, batch.id, needed):
+                    self.hand_off(dataclasses.replace(batch, docs=needed))  # what was claimed
             elif batch.status == "queued" and now - batch.touched_at > stale:
                 log.warning(
                     "re-sending batch %s of %s: untouched for %.0fs",
@@ -222,6 +212,17 @@ class Follower:
                 self.send(batch)
         self.state.advance_done(self.lease)
         self.mirror()
+
+    def hand_off(self, batch: Batch) -> None:
+        self.send(batch)
+        self.on_event("batch_sent", db=self.db, docs=len(batch.docs))
+        extra = {
+            "db": self.db,
+            "batch": batch.id,
+            "correlation_id": batch.correlation_id,
+            "trace_id": trace.trace_id(batch.traceparent),
+        }
+        log.info("batch %s of %s sent: %d documents", batch.id, self.db, len(batch.docs), extra=extra)
 
     def still_needed(self, batch: Batch) -> list[str]:
         """The batch's documents minus those a worker has since left with exactly the leaves the

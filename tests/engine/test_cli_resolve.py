@@ -92,3 +92,15 @@ def test_undo_cli(client: CouchClient, db: str, couch_url: str) -> None:
     assert out.returncode == 0, out.stderr
     assert len(live_leaves(client, db, "d0")) == 2
     client.delete_db(f"{db}-audit")
+
+
+def test_a_missing_schema_file_fails_at_start(
+    client: CouchClient, db: str, couch_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "farm.yaml"
+    config.write_text(
+        f"databases:\n  - name: {db}\n    strategy: lww\n    options: {{field: updated_at}}\n"
+        "    schema: schemas/missing.json\n"
+    )
+    out = couchfarm(couch_url, "resolve", db, "--config", str(config))
+    assert out.returncode == 2 and "missing.json" in out.stderr and str(config) in out.stderr, out.stderr

@@ -24,7 +24,7 @@ def test_lease_is_exclusive_and_tokens_grow(state: FarmState, any_redis: Any) ->
     second = state.acquire("db", "b", ttl=30)
     assert second is not None and second.token == 2
     assert not state.renew(first, 30) and not state.release(first)
-    assert state.holder("db")[0] == "b" and state.holder("db")[2] == 2
+    assert state.holder("db")[0].startswith("b#") and state.holder("db")[2] == 2  # type: ignore[union-attr]
 
 
 def test_stale_holder_cannot_move_checkpoints(state: FarmState, any_redis: Any) -> None:
@@ -46,6 +46,30 @@ def test_stale_holder_cannot_move_checkpoints(state: FarmState, any_redis: Any) 
     assert again is not None and again.token == 3
     with pytest.raises(LeaseLost):
         state.write_checkpoint(old, "done", "1")
+
+
+def test_after_redis_loses_its_data_an_old_lease_of_the_same_process_is_refused(
+    state: FarmState, any_redis: Any
+) -> None:
+    old = state.acquire("db", "host:1:abc", ttl=30)
+    assert old is not None and old.token == 1
+    any_redis.flushall()  # the fence counter starts again at 1
+    new = state.acquire("db", "host:1:abc", ttl=30)
+    assert new is not None and new.token == 1 and new.owner != old.owner
+    with pytest.raises(LeaseLost):
+        state.write_checkpoint(old, "read", "far-ahead")
+    state.write_checkpoint(new, "read", "resumed")
+    assert state.checkpoint("db").read == "resumed"
+
+
+def test_a_missing_batch_record_stops_done(state: FarmState, any_redis: Any) -> None:
+    lease = state.acquire("db", "a", ttl=30)
+    assert lease is not None
+    lost = state.create_batch(lease, ["x"], 5, "c")
+    state.write_checkpoint(lease, "read", 5)
+    any_redis.delete(f"couchfarm:batch:db:{lost}")  # evicted
+    state.advance_done(lease)
+    assert state.checkpoint("db").done is None
 
 
 def test_done_moves_only_over_completed_batches_in_order(state: FarmState) -> None:
@@ -114,3 +138,15 @@ def test_a_waiting_batch_narrows_to_what_is_still_needed(state: FarmState) -> No
     empty = state.create_batch(lease, ["x"], 9, "c")
     assert not state.claim(lease, empty, [])  # nothing left: completed, not sent
     assert state.batch("db", empty).status == "done"  # type: ignore[union-attr]
+
+
+def test_reset_makes_the_current_holder_step_down(state: FarmState) -> None:
+    lease = state.acquire("db", "a", ttl=30)
+    assert lease is not None
+    state.write_checkpoint(lease, "read", 10)
+    state.reset_checkpoint("db")
+    with pytest.raises(LeaseLost):
+        state.write_checkpoint(lease, "read", 11)
+    assert not state.checkpoint("db").known
+    again = state.acquire("db", "a", ttl=30)
+    assert again is not None and again.token > lease.token

@@ -1,0 +1,46 @@
+"""An error the engine does not turn into an outcome: the batch is retried, dead-lettered, completed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from couchfarm.deadletters import DeadLetters
+from couchfarm.settings import Settings
+from couchfarm.state import FarmState
+from tasks import context as tasks_context
+from tasks.resolve import resolve_batch
+
+
+@pytest.fixture
+def configured(couch_url: str, redis_url: str) -> Any:
+    settings = Settings.load(
+        env={"COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url, "COUCHFARM_MAX_RETRIES": "2"}
+    )
+    from workers.celery_app import app, configure
+
+    configure(app, settings)  # the broker the retry and the Flower task are sent to
+    yield tasks_context.context()
+
+
+def test_unexpected_error_retries_then_dead_letters_and_completes(
+    configured: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("redis went away")
+
+    monkeypatch.setattr(configured.engine, "resolve", broken)
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    lease = state.acquire("db1", "t", ttl=30)
+    assert lease is not None
+    batch = state.create_batch(lease, ["a", "b"], 3, "corr")
+    assert state.claim(lease, batch)
+    result = resolve_batch.apply(args=["db1", ["a", "b"], "corr"], kwargs={"batch_id": batch})
+    assert result.state == "SUCCESS"  # eager mode runs the retries in place: 1 attempt + 2 retries
+    assert caplog.text.count("failed: redis went away") == 3
+    entries = DeadLetters(state.redis).list("db1")
+    assert {e.doc_id for e in entries} == {"a", "b"}
+    assert all("RuntimeError: redis went away" in e.reason for e in entries)
+    assert state.batch("db1", batch).status == "done" and not state.inflight("db1")  # type: ignore[union-attr]
