@@ -85,7 +85,7 @@ def build_plan(
     body = canonical(body)
     attachments, inline = merge_attachments(live)
     write = None
-    if not same(unmarked(body), unmarked(winner.body)) or set(attachments) != set(winner.attachments):
+    if not holds(winner.body, body, mark) or set(attachments) != set(winner.attachments):
         write = {"_id": conflict.doc_id, "_rev": winner.rev, **body}
         if attachments:
             write["_attachments"] = attachments
@@ -93,9 +93,17 @@ def build_plan(
     return Plan(conflict, strategy, body, write, losers, inline)
 
 
+def holds(current: dict[str, Any], merged: dict[str, Any], mark: dict[str, Any] | None) -> bool:
+    """Whether the current winner already holds the merge. A winner stamped by this very strategy
+    definition is compared without the stamp, so a retry after a successful winner write does not
+    rewrite it only because the stamp's inputs changed."""
+    stamp = current.get(PROVENANCE_FIELD)
+    if mark is not None and isinstance(stamp, dict) and stamp.get("fingerprint") == mark["fingerprint"]:
+        return same(unmarked(current), unmarked(merged))
+    return same(current, merged)
+
+
 def unmarked(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without its provenance stamp: a winner that already holds the merge is not rewritten
-    just because the stamp's inputs changed (a retry after the winner write succeeded)."""
     return {k: v for k, v in body.items() if k != PROVENANCE_FIELD}
 
 

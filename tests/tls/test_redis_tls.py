@@ -22,7 +22,7 @@ def test_the_state_client_works_over_tls(
     with contextlib.closing(state.redis):
         lease = state.acquire("tlsdb", "host:1:tls", ttl=30)
         assert lease is not None, f"no lease over TLS ({tls_redis.path} path)"
-        assert state.holder("tlsdb")[0] == "host:1:tls"
+        assert state.holder("tlsdb")[0] == lease.owner and lease.owner.startswith("host:1:tls#")
     no_key_material(caplog.text, certs)
 
 
