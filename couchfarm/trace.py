@@ -60,22 +60,28 @@ def activated(traceparent: str | None, name: str = "couchfarm") -> Iterator[str]
         current.reset(token)
 
 
-def enable_opentelemetry(service: str = "couchfarm") -> bool:
-    """Export spans with OpenTelemetry when the SDK is installed (configured by its own OTEL_*
-    environment variables); False, and a no-op, otherwise."""
+def enable_opentelemetry(service: str = "couchfarm", exporter: Any = None) -> bool:
+    """Export spans with OpenTelemetry when the SDK is installed: to ``exporter``, or by OTLP over
+    HTTP as configured by the standard OTEL_* environment variables. False, and a no-op, when the
+    SDK (or, without an exporter, the OTLP exporter package) is missing."""
     global _tracer
     try:
-        from opentelemetry import trace as ot_trace
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
     except ImportError:
         return False
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    ot_trace.set_tracer_provider(provider)
-    _tracer = ot_trace.get_tracer("couchfarm")
+    processor = (
+        BatchSpanProcessor if type(exporter).__name__ != "InMemorySpanExporter" else SimpleSpanProcessor
+    )
+    provider.add_span_processor(processor(exporter))
+    _tracer = provider.get_tracer("couchfarm")
     return True
 
 

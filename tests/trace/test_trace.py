@@ -59,3 +59,20 @@ def test_one_trace_across_dispatcher_task_couchdb_and_dead_letter(
         assert any(r.get("trace_id") == trace_id and r.get("doc_id") == "traced" for r in worker_lines)
         traced_requests = [(m, p) for m, p, h in proxy.seen if trace_id in h.get("traceparent", "")]
         assert any("traced" in p for _, p in traced_requests)  # the leaf read of the traced document
+
+
+def test_opentelemetry_spans_continue_the_dispatchers_trace() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    assert trace.enable_opentelemetry("couchfarm-test", exporter=exporter)
+    try:
+        parent = trace.new_traceparent()
+        with trace.activated(parent, "couchfarm.resolve_batch"):
+            pass
+        (span,) = exporter.get_finished_spans()
+        assert span.name == "couchfarm.resolve_batch"
+        assert format(span.context.trace_id, "032x") == trace.trace_id(parent)
+        assert format(span.parent.span_id, "016x") == parent.split("-")[2]
+    finally:
+        trace._tracer = None
