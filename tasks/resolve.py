@@ -65,20 +65,12 @@ def _unexpected(
         "batch %s of %s failed: %s", batch_id, db, exc, extra={"db": db, "correlation_id": correlation_id}
     )
     if attempt < ctx.settings.max_retries:
-        raise self.retry(
-            args=[db, doc_ids, correlation_id],
-            kwargs={"batch_id": batch_id, "attempt": attempt + 1},
-            countdown=retry_policy(ctx.settings).delay(attempt),
-            max_retries=None,
-            headers={"traceparent": parent} if parent else None,
-        )
+        raise _retry(self, db, doc_ids, correlation_id, batch_id, attempt, parent)
     reason = f"still failing after {ctx.settings.max_retries} retries: {type(exc).__name__}: {exc}"
     for doc_id in doc_ids:
         result = DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=type(exc).__name__)
         settle(result, attempt, ctx.settings.max_retries, correlation_id)
-        entry = to_dead_letter(result, attempt + 1, correlation_id, self.request.id or "")
-        if ctx.dead_letters.add(entry):
-            show_in_flower(entry)
+        dead_letter(ctx, result, attempt, correlation_id, self.request.id or "")
     if ctx.redis is not None and batch_id:
         FarmState(ctx.redis).complete(db, batch_id)
     return {"db": db, "batch_id": batch_id, "outcomes": dict.fromkeys(doc_ids, Outcome.DEAD_LETTERED.value)}
@@ -117,24 +109,45 @@ def _resolve_batch(
             retry.append(result.doc_id)
             continue
         if result.outcome is Outcome.DEAD_LETTERED:
-            entry = to_dead_letter(result, attempt + 1, correlation_id, task_id)
-            if ctx.dead_letters.add(entry):  # False for a redelivery that already wrote it
-                show_in_flower(entry)
+            dead_letter(ctx, result, attempt, correlation_id, task_id)
         outcomes[result.doc_id] = result.outcome.value
     if state is not None:
         state.remember_leaves(db, {r.doc_id: r.leaves_after for r in results if r.leaves_after})
     failpoints.hit("after_dead_letter")
     if retry:
-        raise self.retry(
-            args=[db, retry, correlation_id],
-            kwargs={"batch_id": batch_id, "attempt": attempt + 1},
-            countdown=retry_policy(ctx.settings).delay(attempt),
-            max_retries=None,
-            headers={"traceparent": parent} if parent else None,
-        )
+        raise _retry(self, db, retry, correlation_id, batch_id, attempt, parent)
     if state is not None:
         state.complete(db, batch_id)
     return {"db": db, "batch_id": batch_id, "outcomes": outcomes, "correlation_id": correlation_id}
+
+
+def _retry(
+    self: Any,
+    db: str,
+    doc_ids: list[str],
+    correlation_id: str,
+    batch_id: str,
+    attempt: int,
+    parent: str | None,
+) -> Exception:
+    """The same task again for ``doc_ids``, after a full-jitter backoff, keeping the trace."""
+    exc: Exception = self.retry(
+        args=[db, doc_ids, correlation_id],
+        kwargs={"batch_id": batch_id, "attempt": attempt + 1},
+        countdown=retry_policy(context().settings).delay(attempt),
+        max_retries=None,
+        headers={"traceparent": parent} if parent else None,
+    )
+    return exc
+
+
+def dead_letter(
+    ctx: WorkerContext, result: DocResult, attempt: int, correlation_id: str, task_id: str
+) -> None:
+    """Store the dead letter (before the task is acknowledged), then show it in Flower once."""
+    entry = to_dead_letter(result, attempt + 1, correlation_id, task_id)
+    if ctx.dead_letters.add(entry):  # False for a redelivery that already wrote it
+        show_in_flower(entry)
 
 
 def show_in_flower(entry: DeadLetter) -> None:
