@@ -21,6 +21,7 @@ from bench.seed import conflicted_ids, remaining, seed
 from bench.trickle import trickle
 from bench.ways import FarmRun, cpu_seconds, naive, peak_rss_mb, reference
 from couchfarm.couch import CouchClient
+from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
 from workers.local_servers import PouchServer, RedisServer
 
@@ -60,7 +61,7 @@ def farm(
 
 def idle(client: CouchClient, state: FarmState, db: str) -> bool:
     cp = state.checkpoint(db)
-    if cp.read is None or state.batches(db):
+    if cp.read is None or Ledger(state.redis).batches(db):
         return False
     return not client.changes(db, since=cp.read, limit=1).results
 

@@ -3,7 +3,7 @@
 One entry per document (its id is a digest of db and doc id), so a document that fails again
 updates its entry instead of adding a second one. Each write is one Lua script: it records the
 failure, bumps ``attempts`` and indexes the entry by time globally and per database. A write made
-again by the same task id (a redelivery after a crash between the write and the acknowledgement)
+again by the same delivery (the same batch attempt run again after a crash before it ended)
 changes nothing, so a crash never duplicates an entry nor counts an attempt twice. Entries leave the
 store only by ``remove`` (after a successful replay) or ``purge``.
 """
@@ -20,14 +20,14 @@ from couchfarm import keys
 from couchfarm.redact import redact
 
 _ADD = """
-local last = redis.call('HGET', KEYS[1], 'task_id')
+local last = redis.call('HGET', KEYS[1], 'delivery')
 if ARGV[3] ~= '' and last == ARGV[3] then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'first_failure', ARGV[2], 'attempts', 0)
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[4])
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'last_failure', ARGV[2], 'task_id', ARGV[3])
+redis.call('HSET', KEYS[1], 'last_failure', ARGV[2], 'delivery', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('INCR', KEYS[4])
@@ -61,6 +61,7 @@ class DeadLetter:
     attempts: int = 1
     correlation_id: str = ""
     task_id: str = ""
+    delivery: str = ""  #: which delivery failed (batch and attempt): a rerun of it is not a new failure
     traceparent: str = ""
     first_failure: float = 0.0
     last_failure: float = 0.0
@@ -99,17 +100,18 @@ class DeadLetters:
         self._remove = redis.register_script(_REMOVE)
 
     def add(self, entry: DeadLetter, now: float | None = None) -> bool:
-        """Record a failure; False when this task id already recorded it (a redelivery)."""
+        """Record a failure; False when the same delivery already recorded it (a rerun after a crash
+        between the write and the end of the delivery)."""
         now = now or time.time()
         fields = {
             k: v
             for k, v in entry.as_json().items()
-            if k not in ("attempts", "first_failure", "last_failure", "task_id")
+            if k not in ("attempts", "first_failure", "last_failure", "delivery")
         }
         flat: list[str] = []
         for k, v in fields.items():
             flat += [k, json.dumps(v) if isinstance(v, list) else str(v)]
-        args = [entry.id, repr(now), entry.task_id, str(entry.attempts), *flat]
+        args = [entry.id, repr(now), entry.delivery, str(entry.attempts), *flat]
         key_list = [
             keys.DLQ_ENTRY.format(id=entry.id),
             keys.DLQ_INDEX,
@@ -132,6 +134,7 @@ class DeadLetters:
             attempts=int(raw.get("attempts", 0)),
             correlation_id=raw.get("correlation_id", ""),
             task_id=raw.get("task_id", ""),
+            delivery=raw.get("delivery", ""),
             traceparent=raw.get("traceparent", ""),
             first_failure=float(raw.get("first_failure", 0)),
             last_failure=float(raw.get("last_failure", 0)),

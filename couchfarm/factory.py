@@ -7,13 +7,16 @@ from typing import Any
 
 from couchfarm import metrics, trace
 from couchfarm.archive import Archive
+from couchfarm.batch import Policy
 from couchfarm.breaker import BreakerState, CircuitBreaker, RetryPolicy
 from couchfarm.couch import CouchClient
 from couchfarm.http import make_session
+from couchfarm.ledger import Timing
 from couchfarm.redact import redact_url
 from couchfarm.resolution import Engine
 from couchfarm.resolvers import Router, parse_strategy
 from couchfarm.settings import Settings
+from couchfarm.tls import TLSFiles, check_handshake, redis_options
 
 log = logging.getLogger("couchfarm.events")
 
@@ -88,3 +91,30 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
         attempts=settings.max_retries + 1, base=settings.retry_backoff, cap=settings.retry_backoff_max
     )
+
+
+def policy(settings: Settings, *, dry_run: bool = False) -> Policy:
+    """How a batch's deliveries are retried, guarded and kept alive."""
+    timing = Timing.from_settings(settings)
+    return Policy(
+        max_retries=settings.max_retries,
+        max_deliveries=settings.max_deliveries,
+        backoff=retry_policy(settings),
+        beat_interval=timing.beat_interval,
+        beat_timeout=timing.beat_timeout,
+        dry_run=dry_run,
+    )
+
+
+def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
+    """The state Redis client (decoded strings, health checks); for ``rediss://`` one ping at start
+    turns a bad certificate into a clear ``TLSError`` now, not at the first command."""
+    import redis
+
+    files = tls or TLSFiles.for_settings("redis")
+    client = redis.Redis.from_url(
+        url, decode_responses=True, health_check_interval=30, **redis_options(url, files)
+    )
+    if url.lower().startswith("rediss://"):
+        check_handshake(client.ping, url, files)
+    return client

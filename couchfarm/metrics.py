@@ -56,7 +56,17 @@ BREAKER = Gauge(
     ["server"],
     **_GAUGE_MODE,
 )
-BATCHES_SENT = Counter("couchfarm_batches_sent", "Batches handed to the workers", ["db"])
+BATCHES_SENT = Counter("couchfarm_batches_sent", "Batch deliveries published to the workers", ["db"])
+BATCHES_RESENT = Counter(
+    "couchfarm_batches_resent",
+    "Batches sent again because their delivery went silent or their message was lost, by the state seen",
+    ["db", "status"],
+)
+PUBLISH_FAILURES = Counter("couchfarm_publish_failures", "Publishes the broker refused or failed", ["db"])
+BATCHES_OPEN = Gauge(
+    "couchfarm_batches_open", "Open batches by state of their life", ["db", "status"], **_GAUGE_MODE
+)
+BATCH_STATES = ("waiting", "queued", "started", "retrying", "done")
 
 
 def http_kind(status: int | None) -> str | None:
@@ -96,9 +106,17 @@ def on_event(name: str, **fields: Any) -> None:
         for which, at in (("read", cp.read_at), ("done", cp.done_at)):
             if at:
                 CHECKPOINT_AGE.labels(db, which).set(max(0.0, time.time() - at))
+        states = [b.status for b in fields.get("batches", [])]
+        for status in BATCH_STATES:
+            BATCHES_OPEN.labels(db, status).set(states.count(status))
     elif name == "batch_sent":
         BATCHES_SENT.labels(db).inc()
-        CONFLICTS_DETECTED.labels(db).inc(int(fields.get("docs", 0)))
+        if fields.get("first", True):
+            CONFLICTS_DETECTED.labels(db).inc(int(fields.get("docs", 0)))
+    elif name == "batch_resent":
+        BATCHES_RESENT.labels(db, str(fields.get("status", ""))).inc()
+    elif name == "publish_failed":
+        PUBLISH_FAILURES.labels(db).inc()
 
 
 def serve(port: int, multiprocess: bool = False) -> None:

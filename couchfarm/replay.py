@@ -10,9 +10,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from couchfarm.breaker import RetryPolicy
+from couchfarm.batch import BatchLife, LocalRecord, Policy, to_dead_letter
 from couchfarm.deadletters import DeadLetter, DeadLetters, MemoryDeadLetters
-from couchfarm.driver import resolve_batch, to_dead_letter
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult, Engine
 
@@ -28,30 +27,21 @@ def replay(
     engine: Engine,
     store: DeadLetters,
     entries: list[DeadLetter],
+    policy: Policy,
     *,
-    dry_run: bool = False,
-    max_retries: int = 3,
-    backoff: RetryPolicy | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> list[Replayed]:
-    backoff = backoff or RetryPolicy(attempts=max_retries + 1)
+    """Each entry resolved in this process with the farm's retries (``policy.dry_run``: nothing written)."""
     out = []
     for entry in entries:
-        failures = MemoryDeadLetters()
         correlation_id = entry.correlation_id or uuid.uuid4().hex[:16]
-        (result,) = resolve_batch(
-            engine,
-            entry.db,
-            [entry.doc_id],
-            failures,
-            max_retries,
-            backoff,
-            sleep or (lambda s: None),
-            dry_run,
-            correlation_id,
+        life = BatchLife(engine, LocalRecord(), MemoryDeadLetters(), policy)
+        summary = life.run(
+            entry.db, [entry.doc_id], sleep=sleep or (lambda s: None), correlation_id=correlation_id
         )
+        (result,) = summary.results
         removed = False
-        if dry_run:
+        if policy.dry_run:
             pass
         elif result.outcome in (Outcome.RESOLVED, Outcome.NOOP):
             removed = store.remove(entry.id, last_failure=entry.last_failure)

@@ -1,9 +1,10 @@
-"""Redis state of the farm: leases with fencing tokens, fenced checkpoints, batches and the in-flight guard.
+"""Redis state of the farm: leases with fencing tokens, fenced checkpoints, pause switch, dispatchers.
 
-Every write that moves a database's feed forward (checkpoints, new batches, claiming a batch for a
-worker) is one Lua script that first checks that the caller still owns the lease *and* that the
-fencing token it got at acquisition is still current: a holder that was paused (GC, SIGSTOP) past its
-lease and resumed cannot move anything, gets ``LeaseLost`` and steps down.
+Batches and the in-flight guard are in couchfarm/ledger.py. Every write that moves a database's feed
+forward (checkpoints here; new batches, claiming and sending a batch there) is one Lua script that
+first checks that the caller still owns the lease *and* that the fencing token it got at
+acquisition is still current: a holder that was paused (GC, SIGSTOP) past its lease and resumed
+cannot move anything, gets ``LeaseLost`` and steps down.
 
 Checkpoints per database: ``read`` (the feed continues from here; every change before it is in a
 batch) and ``done`` (every change before it is resolved or dead-lettered: the safe restart point).
@@ -16,13 +17,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from couchfarm import keys
 from couchfarm.errors import LeaseLost
 
-_FENCE = """
+FENCE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return redis.error_reply('LEASE_LOST')
 end
@@ -42,92 +43,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _CHECKPOINT = (
-    _FENCE
+    FENCE_LUA
     + """
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4], ARGV[3] .. '_at', ARGV[5], 'token', ARGV[2])
 return 1
 """
 )
-_CREATE = (
-    _FENCE
-    + """
-local ordinal = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[3], 'ordinal', ordinal, 'docs', ARGV[3], 'end_seq', ARGV[4], 'status', 'waiting',
-  'correlation_id', ARGV[5], 'created_at', ARGV[6], 'traceparent', ARGV[8], 'revs', ARGV[9])
-redis.call('ZADD', KEYS[5], ordinal, ARGV[7])
-return ordinal
-"""
-)
-_CLAIM = (
-    _FENCE
-    + """
-if redis.call('HGET', KEYS[3], 'status') ~= 'waiting' then return 0 end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'docs', ARGV[5]) end
-local docs = cjson.decode(redis.call('HGET', KEYS[3], 'docs'))
-if #docs == 0 then
-  redis.call('HSET', KEYS[3], 'status', 'done', 'done_at', ARGV[4])
-  return 2
-end
-for _, doc in ipairs(docs) do
-  if redis.call('HEXISTS', KEYS[4], doc) == 1 then return 0 end
-end
-for _, doc in ipairs(docs) do redis.call('HSET', KEYS[4], doc, ARGV[3]) end
-redis.call('HSET', KEYS[3], 'status', 'queued', 'enqueued_at', ARGV[4], 'touched_at', ARGV[4])
-return 1
-"""
-)
-_COMPLETE = """
-local raw = redis.call('HGET', KEYS[1], 'docs')
-if not raw then return 0 end
-for _, doc in ipairs(cjson.decode(raw)) do
-  if redis.call('HGET', KEYS[2], doc) == ARGV[1] then redis.call('HDEL', KEYS[2], doc) end
-end
-redis.call('HSET', KEYS[1], 'status', 'done', 'done_at', ARGV[2])
-return 1
-"""
-_ADVANCE = (
-    _FENCE
-    + """
-local moved = false
-while true do
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0)
-  if #first == 0 then break end
-  local bkey = ARGV[3] .. first[1]
-  local status = redis.call('HGET', bkey, 'status')
-  if status ~= 'done' then break end  -- a missing record (evicted?) stops done: never skip unseen work
-  local seq = redis.call('HGET', bkey, 'end_seq')
-  if seq and seq ~= '' then
-    redis.call('HSET', KEYS[4], 'done', seq, 'done_at', ARGV[4], 'token', ARGV[2])
-    moved = true
-  end
-  redis.call('ZREM', KEYS[3], first[1])
-  redis.call('DEL', bkey)
-end
-if redis.call('ZCARD', KEYS[3]) == 0 then
-  local read = redis.call('HGET', KEYS[4], 'read')
-  if read and read ~= redis.call('HGET', KEYS[4], 'done') then
-    redis.call('HSET', KEYS[4], 'done', read, 'done_at', ARGV[4], 'token', ARGV[2])
-    moved = true
-  end
-end
-if moved then return 1 end
-return 0
-"""
-)
 _READ = (
-    _FENCE
+    FENCE_LUA
     + """
 local added = redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
 if added == 0 then redis.call('INCR', KEYS[4]) end
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -10001)
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
 return added
 """
 )
-_TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'touched_at', ARGV[1]) return 1 end
-return 0
-"""
-_NO_SEQ = ""
+
+
+def call_fenced(script: Any, keys_: list[str], args: list[Any], db: str = "") -> Any:
+    """Run a Lua script that starts with ``FENCE_LUA``; its refusal becomes ``LeaseLost``."""
+    try:
+        return script(keys=keys_, args=args)
+    except Exception as exc:
+        if "LEASE_LOST" in str(exc):
+            raise LeaseLost(f"lease of {db} lost (fencing token no longer current)", db=db) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -145,22 +85,24 @@ class Checkpoint:
     read_at: float = 0.0
     done_at: float = 0.0
     known: bool = False  #: whether Redis has a checkpoint for the database at all
+    reset_token: int = -1  #: the fencing token a ``checkpoint reset`` moved to (-1: never reset)
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Checkpoint:
+        return cls(
+            read=json.loads(raw["read"]) if raw.get("read") else None,
+            done=json.loads(raw["done"]) if raw.get("done") else None,
+            token=int(raw.get("token", 0)),
+            read_at=float(raw.get("read_at", 0)),
+            done_at=float(raw.get("done_at", 0)),
+            known="read" in raw or "done" in raw,
+            reset_token=int(raw.get("reset_token", -1)),
+        )
 
 
-@dataclass(frozen=True)
-class Batch:
-    db: str
-    id: str
-    ordinal: int
-    docs: list[str]
-    status: str  #: waiting (not sent: a document is in flight elsewhere) | queued | done
-    correlation_id: str
-    end_seq: Any = None
-    touched_at: float = 0.0
-    traceparent: str = ""  #: W3C trace context started by the dispatcher for this batch
-    revs: dict[str, list[str]] = field(
-        default_factory=dict
-    )  #: each document's leaves as the feed showed them
+def fence(lease: Lease) -> tuple[list[str], list[Any]]:
+    """The first keys and arguments of every script that starts with ``FENCE_LUA``."""
+    return [keys.LEASE.format(db=lease.db), keys.FENCE.format(db=lease.db)], [lease.owner, str(lease.token)]
 
 
 class FarmState:
@@ -172,12 +114,7 @@ class FarmState:
         self._scripts = {name: redis.register_script(src) for name, src in _SCRIPTS.items()}
 
     def _run(self, name: str, keys_: list[str], args: list[Any], db: str = "") -> Any:
-        try:
-            return self._scripts[name](keys=keys_, args=args)
-        except Exception as exc:
-            if "LEASE_LOST" in str(exc):
-                raise LeaseLost(f"lease of {db} lost (fencing token no longer current)", db=db) from None
-            raise
+        return call_fenced(self._scripts[name], keys_, args, db)
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -214,31 +151,15 @@ class FarmState:
         owner, ttl, token = pipe.execute()
         return owner, max(int(ttl), 0), int(token or 0)
 
-    def _fence(self, lease: Lease) -> tuple[list[str], list[Any]]:
-        return [keys.LEASE.format(db=lease.db), keys.FENCE.format(db=lease.db)], [
-            lease.owner,
-            str(lease.token),
-        ]
-
     # -- checkpoints ----------------------------------------------------------------------------
 
     def checkpoint(self, db: str) -> Checkpoint:
-        raw = self.redis.hgetall(keys.CHECKPOINT.format(db=db))
-        if not raw:
-            return Checkpoint()
-        return Checkpoint(
-            read=json.loads(raw["read"]) if raw.get("read") else None,
-            done=json.loads(raw["done"]) if raw.get("done") else None,
-            token=int(raw.get("token", 0)),
-            read_at=float(raw.get("read_at", 0)),
-            done_at=float(raw.get("done_at", 0)),
-            known=True,
-        )
+        return Checkpoint.from_hash(self.redis.hgetall(keys.CHECKPOINT.format(db=db)))
 
     def write_checkpoint(self, lease: Lease, field: str, seq: Any) -> None:
         """Fenced write of ``read`` or ``done``; ``LeaseLost`` when the lease moved on."""
         assert field in ("read", "done")
-        k, a = self._fence(lease)
+        k, a = fence(lease)
         self._run(
             "checkpoint",
             [*k, keys.CHECKPOINT.format(db=lease.db)],
@@ -246,123 +167,32 @@ class FarmState:
             lease.db,
         )
 
-    def reset_checkpoint(self, db: str) -> None:
-        """Forget a database's checkpoints and open batches (an operator's ``checkpoint reset``).
+    def reset_checkpoint(self, db: str, *, fence_mirror: bool = True) -> int:
+        """Forget a database's checkpoints and open batches (an operator's ``checkpoint reset``);
+        returns the new fencing token.
 
-        In one transaction the lease is dropped and the fencing token moves on, so a dispatcher
-        following the database right now cannot write its in-memory position back: its next write
-        is refused, it steps down, and the next holder starts from the mirror (or from the start).
+        In one script the lease is dropped and the fencing token moves on, so a dispatcher following
+        the database right now cannot write its in-memory position back: its next write is refused
+        and it steps down. With ``fence_mirror`` the new token is kept as ``reset_token``: a
+        ``_local`` mirror written under an older token (by that dispatcher, even after the reset)
+        is not resumed from, so the rescan the operator asked for happens.
         """
-        batches = [
-            keys.BATCH.format(db=db, batch=b) for b in self.redis.zrange(keys.BATCHES.format(db=db), 0, -1)
+        keys_ = [
+            keys.LEASE.format(db=db),
+            keys.FENCE.format(db=db),
+            keys.CHECKPOINT.format(db=db),
+            keys.BATCHES.format(db=db),
+            keys.INFLIGHT.format(db=db),
         ]
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.LEASE.format(db=db))
-        pipe.incr(keys.FENCE.format(db=db))
-        pipe.delete(
-            keys.CHECKPOINT.format(db=db), keys.BATCHES.format(db=db), keys.INFLIGHT.format(db=db), *batches
-        )
-        pipe.execute()
-
-    # -- batches --------------------------------------------------------------------------------
-
-    def create_batch(
-        self,
-        lease: Lease,
-        docs: list[str],
-        end_seq: Any,
-        correlation_id: str,
-        traceparent: str = "",
-        revs: dict[str, list[str]] | None = None,
-    ) -> str:
-        """Record a batch (status waiting) in feed order; fenced."""
-        batch_id = uuid.uuid4().hex[:12]
-        k, a = self._fence(lease)
-        db = lease.db
-        seq = json.dumps(end_seq) if end_seq is not None else _NO_SEQ
-        self._run(
-            "create",
-            [
-                *k,
-                keys.BATCH.format(db=db, batch=batch_id),
-                keys.ORDINAL.format(db=db),
-                keys.BATCHES.format(db=db),
-            ],
-            [
-                *a,
-                json.dumps(docs),
-                seq,
-                correlation_id,
-                self.clock(),
-                batch_id,
-                traceparent,
-                json.dumps(revs or {}),
-            ],
-            db,
-        )
-        return batch_id
-
-    def claim(self, lease: Lease, batch_id: str, docs: list[str] | None = None) -> bool:
-        """Mark a waiting batch queued and its documents in flight, unless one of them already is;
-        ``docs`` first narrows the batch (an empty list completes it without sending). True when
-        the batch is to be sent."""
-        k, a = self._fence(lease)
-        db = lease.db
-        keys_ = [*k, keys.BATCH.format(db=db, batch=batch_id), keys.INFLIGHT.format(db=db)]
-        narrowed = json.dumps(docs) if docs is not None else ""
-        return bool(self._run("claim", keys_, [*a, batch_id, self.clock(), narrowed], db) == 1)
-
-    def complete(self, db: str, batch_id: str) -> bool:
-        """Called by the task when every document of the batch is resolved or dead-lettered."""
-        keys_ = [keys.BATCH.format(db=db, batch=batch_id), keys.INFLIGHT.format(db=db)]
-        return bool(self._run("complete", keys_, [batch_id, self.clock()]))
-
-    def touch(self, db: str, batch_id: str) -> None:
-        """Mark a batch as being worked on (atomically: never recreates a batch already advanced over)."""
-        self._run("touch", [keys.BATCH.format(db=db, batch=batch_id)], [self.clock()])
-
-    def clear_delivery(self, batch_id: str, attempt: int) -> None:
-        """Forget a delivery count once the work it guarded finished without killing its process."""
-        self.redis.delete(keys.DELIVERIES.format(batch=batch_id, attempt=attempt))
-
-    def advance_done(self, lease: Lease) -> bool:
-        """Move ``done`` over the completed batches at the head of the feed order; fenced."""
-        k, a = self._fence(lease)
-        db = lease.db
-        prefix = keys.BATCH.format(db=db, batch="")
-        keys_ = [*k, keys.BATCHES.format(db=db), keys.CHECKPOINT.format(db=db)]
-        return bool(self._run("advance", keys_, [*a, prefix, self.clock()], db))
-
-    def batches(self, db: str) -> list[Batch]:
-        """Open batches in feed order."""
-        out = []
-        for batch_id in self.redis.zrange(keys.BATCHES.format(db=db), 0, -1):
-            raw = self.redis.hgetall(keys.BATCH.format(db=db, batch=batch_id))
-            if raw:
-                out.append(_batch(db, batch_id, raw))
-        return out
-
-    def batch(self, db: str, batch_id: str) -> Batch | None:
-        raw = self.redis.hgetall(keys.BATCH.format(db=db, batch=batch_id))
-        return _batch(db, batch_id, raw) if raw else None
-
-    def inflight(self, db: str) -> dict[str, str]:
-        return dict(self.redis.hgetall(keys.INFLIGHT.format(db=db)))
-
-    def delivery(self, batch_id: str, attempt: int) -> int:
-        """Count one more delivery of a batch attempt (Celery does not count worker-lost redeliveries)."""
-        key = keys.DELIVERIES.format(batch=batch_id, attempt=attempt)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, 86400)
-        return int(pipe.execute()[0])
+        args = [keys.BATCH.format(db=db, batch=""), "1" if fence_mirror else ""]
+        return int(self._scripts["reset"](keys=keys_, args=args))
 
     # -- overlap and discovery ------------------------------------------------------------------
 
     def record_read(self, lease: Lease, since: Any) -> bool:
         """Remember that the feed was read from ``since``; False (and the overlap counter +1) if it
         had been read from there before. Fenced: a stale holder's reads are not counted."""
-        k, a = self._fence(lease)
+        k, a = fence(lease)
         keys_ = [*k, keys.READS.format(db=lease.db), keys.OVERLAP.format(db=lease.db)]
         return bool(self._run("read", keys_, [*a, json.dumps(since), self.clock()], lease.db))
 
@@ -375,23 +205,6 @@ class FarmState:
 
     def overlap(self, db: str) -> int:
         return int(self.redis.get(keys.OVERLAP.format(db=db)) or 0)
-
-    def remember_leaves(self, db: str, leaves: dict[str, list[str]], ttl: int = 3600) -> None:
-        """Record the leaf revs a worker left each document with (see ``known_leaves``)."""
-        if not leaves:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for doc_id, revs in leaves.items():
-            pipe.set(keys.WRITTEN.format(db=db, doc=doc_id), json.dumps(sorted(revs)), ex=ttl)
-        pipe.execute()
-
-    def known_leaves(self, db: str, doc_ids: list[str]) -> dict[str, list[str]]:
-        """The remembered leaf revs of these documents: a feed row listing exactly these leaves is a
-        worker's own write coming back, with nothing new to resolve."""
-        if not doc_ids:
-            return {}
-        values = self.redis.mget([keys.WRITTEN.format(db=db, doc=d) for d in doc_ids])
-        return {d: json.loads(v) for d, v in zip(doc_ids, values, strict=True) if v}
 
     def pause(self, db: str) -> None:
         """Stop automatic resolution of ``db``: its follower stops reading (batches in flight finish),
@@ -407,7 +220,7 @@ class FarmState:
     def forget(self, db: str) -> None:
         """Drop a deleted database from the set ``status`` reports (its checkpoints go with it)."""
         self.redis.srem(keys.DATABASES, db)
-        self.reset_checkpoint(db)
+        self.reset_checkpoint(db, fence_mirror=False)
 
     def databases(self) -> list[str]:
         return sorted(self.redis.smembers(keys.DATABASES))
@@ -424,30 +237,20 @@ class FarmState:
         self.redis.zrem(keys.DISPATCHERS, dispatcher)
 
 
-def _batch(db: str, batch_id: str, raw: dict[str, str]) -> Batch:
-    return Batch(
-        db=db,
-        id=batch_id,
-        ordinal=int(raw.get("ordinal", 0)),
-        docs=json.loads(raw.get("docs", "[]")),
-        status=raw.get("status", "waiting"),
-        correlation_id=raw.get("correlation_id", ""),
-        end_seq=json.loads(raw["end_seq"]) if raw.get("end_seq") else None,
-        touched_at=float(raw.get("touched_at", 0) or 0),
-        traceparent=raw.get("traceparent", ""),
-        revs=json.loads(raw.get("revs") or "{}"),
-    )
-
+_RESET = """
+redis.call('DEL', KEYS[1])
+local token = redis.call('INCR', KEYS[2])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do redis.call('DEL', ARGV[1] .. id) end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], 'reset_token', token) end
+return token
+"""
 
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "renew": _RENEW,
     "release": _RELEASE,
     "checkpoint": _CHECKPOINT,
-    "create": _CREATE,
-    "claim": _CLAIM,
-    "complete": _COMPLETE,
-    "advance": _ADVANCE,
     "read": _READ,
-    "touch": _TOUCH,
+    "reset": _RESET,
 }

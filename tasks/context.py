@@ -11,8 +11,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from couchfarm import factory, tls
-from couchfarm.deadletters import DeadLetters, DeadLetterSink, MemoryDeadLetters
+from celery.exceptions import SoftTimeLimitExceeded
+
+from couchfarm import factory
+from couchfarm.batch import BatchLife, LedgerRecord
+from couchfarm.deadletters import DeadLetter, DeadLetters
+from couchfarm.errors import ConfigError
+from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
 
@@ -25,8 +30,9 @@ _context: WorkerContext | None = None
 class WorkerContext:
     settings: Settings
     engine: Engine
-    dead_letters: DeadLetterSink
+    dead_letters: DeadLetters
     redis: Any
+    life: BatchLife
 
 
 def configure(settings: Settings) -> None:
@@ -45,15 +51,30 @@ def context() -> WorkerContext:
     global _context
     with _lock:
         if _context is None:
-            if _settings is None:
-                raise RuntimeError("the worker was not configured with couchfarm settings")
-            redis = None
-            if _settings.redis_url:
-                import redis as redis_lib
-
-                url, files = _settings.redis_url, _settings.redis_tls
-                redis = redis_lib.Redis.from_url(url, decode_responses=True, **tls.redis_options(url, files))
-            sink: DeadLetterSink = DeadLetters(redis) if redis is not None else MemoryDeadLetters()
-            engine = factory.engine(_settings, factory.couch_client(_settings))
-            _context = WorkerContext(_settings, engine, sink, redis)
+            _context = _build(_settings)
         return _context
+
+
+def _build(settings: Settings | None) -> WorkerContext:
+    if settings is None:
+        raise RuntimeError("the worker was not configured with couchfarm settings")
+    if not settings.redis_url:  # the worker refuses to start without one (workers/cli_farm.py)
+        raise ConfigError("a worker needs the state Redis: set COUCHFARM_REDIS_URL", field="redis_url")
+    redis = factory.redis_client(settings.redis_url, settings.redis_tls)
+    store = DeadLetters(redis)
+    engine = factory.engine(settings, factory.couch_client(settings))
+    policy = factory.policy(settings)
+    record = LedgerRecord(Ledger(redis), policy.beat_timeout)
+    life = BatchLife(
+        engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=(SoftTimeLimitExceeded,)
+    )
+    return WorkerContext(settings, engine, store, redis, life)
+
+
+def show_in_flower(entry: DeadLetter) -> None:
+    """One ``couchfarm.dead_letter`` task per stored dead letter: Flower shows its event."""
+    from tasks.deadletter import dead_letter
+
+    dead_letter.apply_async(
+        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id]
+    )

@@ -14,8 +14,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Ignore
 
-from couchfarm.deadletters import DeadLetters
-from couchfarm.factory import retry_policy
+from couchfarm import factory
 from couchfarm.replay import replay
 from tasks.context import context
 
@@ -42,9 +41,7 @@ def replay_dead_letters(
 ) -> dict[str, Any]:
     """Replay one entry (``entry_id``), a database's entries (``db``) or every entry (``all``)."""
     ctx = context()
-    if ctx.redis is None:
-        raise RuntimeError("replay needs Redis (COUCHFARM_REDIS_URL)")
-    store = DeadLetters(ctx.redis)
+    store = ctx.dead_letters
     if entry_id:
         entry = store.get(entry_id)
         entries = [entry] if entry is not None else []
@@ -52,14 +49,7 @@ def replay_dead_letters(
         entries = store.list(db or None)
     else:
         raise ValueError("give entry_id, db or all=True")
-    done = replay(
-        ctx.engine,
-        store,
-        entries,
-        dry_run=dry_run,
-        max_retries=ctx.settings.max_retries,
-        backoff=retry_policy(ctx.settings),
-    )
+    done = replay(ctx.engine, store, entries, factory.policy(ctx.settings, dry_run=dry_run))
     return {
         "replayed": len(done),
         "removed": sum(r.removed for r in done),

@@ -6,7 +6,10 @@ import hashlib
 import json
 from typing import Any
 
+from couchfarm.batch import BatchLife, LocalRecord, Policy, Summary
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import DeadLetterSink, MemoryDeadLetters
+from couchfarm.resolution import Engine
 
 
 def rev_hash(seed: str) -> str:
@@ -71,3 +74,11 @@ def make_conflict(
 
 def live_leaves(client: CouchClient, db: str, doc_id: str) -> list[dict[str, Any]]:
     return [d for d in client.open_revs(db, doc_id) if not d.get("_deleted")]
+
+
+def resolve_all(
+    engine: Engine, db: str, ids: list[str], sink: DeadLetterSink | None = None, **policy: Any
+) -> Summary:
+    """Resolve in this process with the farm's loop (``couchfarm resolve``), retries without sleeping."""
+    life = BatchLife(engine, LocalRecord(), sink or MemoryDeadLetters(), Policy(**policy))
+    return life.run(db, ids, sleep=lambda s: None)

@@ -1,6 +1,7 @@
-"""The Celery application, configured for safety on a Redis broker (see ../shared/CELERY.md).
+"""The Celery application, configured for safety on a Redis broker (docs/architecture.md, "Delivery").
 
-Settings are read once here, at process start, and handed to the tasks through ``app.conf``.
+Settings are read once at process start and handed to the tasks through ``tasks.context.configure``,
+never through ``app.conf`` (Celery shows its configuration to Flower and remote-control clients).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
     broker = settings.broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
     backend = settings.result_url or settings.redis_url or broker
     visibility = int(VISIBILITY_MARGIN * (settings.task_time_limit + settings.retry_backoff_max) + 60)
-    transport = {"visibility_timeout": visibility}
+    # Bounded socket waits: a broker that stops answering makes a publish fail (the dispatcher retries
+    # it) instead of hanging the follower that publishes.
+    transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
     app.conf.update(
         broker_url=broker,
         result_backend=backend,
@@ -38,7 +41,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
         visibility_timeout=visibility,
         # A task is acknowledged after it ran, and re-queued when its process dies (SIGKILL, OOM):
         # acks_late alone would acknowledge it on WorkerLostError. Such a redelivery does not count
-        # as a Celery retry, so tasks count their own deliveries and dead-letter a poison batch.
+        # as a Celery retry, so the batch's record counts deliveries and strikes (couchfarm/batch.py).
+        # Nothing waits for the visibility timeout: a message Celery acknowledged on a hard time
+        # limit, or one left unacknowledged by a dead worker, is re-sent by the lease holder once
+        # the batch's heartbeat stops (couchfarm/dispatch/recovery.py).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -52,10 +58,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
         # their messages go back to the queue at once instead of after the visibility timeout.
         worker_soft_shutdown_timeout=min(30.0, settings.task_time_limit),
         worker_enable_soft_shutdown_on_idle=True,
-        # Task events for Flower (sent, started, succeeded, our task-dead_lettered).
+        # Task events for Flower (sent, started, succeeded, our task-dead_lettered). No STARTED
+        # state in the result backend: nothing reads it, and every key there costs memory.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_track_started=True,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -103,15 +103,7 @@ def dlq_replay(
     store, settings = _store(config, couch_url)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
     engine = factory.engine(settings, factory.couch_client(settings))
-    done = replay_entries(
-        engine,
-        store,
-        entries,
-        dry_run=dry_run,
-        max_retries=settings.max_retries,
-        backoff=factory.retry_policy(settings),
-        sleep=time.sleep,
-    )
+    done = replay_entries(engine, store, entries, factory.policy(settings, dry_run=dry_run), sleep=time.sleep)
     if as_json:
         echo_json(
             [

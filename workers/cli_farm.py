@@ -13,11 +13,13 @@ import click
 
 from couchfarm import factory, metrics
 from couchfarm.deadletters import DeadLetters
+from couchfarm.dispatch.dispatcher import Dispatcher
+from couchfarm.dispatch.follower import MIRROR
+from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
 from workers.cli_common import config_options, echo_json, load_settings
-from workers.dispatcher import Dispatcher
-from workers.farm import celery_app, farm_state, follow_names, sender
+from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, ledger, state_redis
 
 DB_OPTION = click.option("--db", "dbs", multiple=True, help="Database name or glob to follow (repeatable).")
 IDLE_OPTION = click.option(
@@ -32,8 +34,9 @@ def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> D
     return Dispatcher(
         factory.couch_client(settings),
         state,
+        ledger(state),
         settings,
-        sender(celery_app(settings)),
+        CeleryBroker(celery_app(settings)),
         follow_names(settings, dbs),
         until_idle=until_idle,
         on_event=factory.emit,
@@ -74,6 +77,7 @@ def dispatch(
 def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker with couchfarm's app; other options go to Celery (e.g. -c 4)."""
     settings = load_settings(config, couch_url=couch_url)
+    state_redis(settings).ping()  # no state Redis, no worker: batches would never complete
     app = celery_app(settings)
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port, multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
@@ -161,6 +165,7 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, Any]]:
     state = farm_state(settings)
+    book = ledger(state)
     dead = DeadLetters(state.redis)
     names = sorted(set(dbs) or set(state.databases()))
     now = time.time()
@@ -168,7 +173,7 @@ def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, An
     for db in names:
         owner, ttl_ms, token = state.holder(db)
         cp = state.checkpoint(db)
-        batches = state.batches(db)
+        batches = book.batches(db)
         report.append(
             {
                 "db": db,
@@ -180,11 +185,9 @@ def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, An
                     "done_age_s": round(now - cp.done_at, 1) if cp.done_at else None,
                 },
                 "lag": state.lag(db),
-                "batches": {
-                    "waiting": sum(b.status == "waiting" for b in batches),
-                    "queued": sum(b.status == "queued" for b in batches),
-                },
-                "inflight_docs": len(state.inflight(db)),
+                "batches": {status: sum(b.status == status for b in batches) for status in BATCH_STATES},
+                "resent": sum(max(0, b.sends - 1 - b.attempt) for b in batches),
+                "inflight_docs": len(book.inflight(db)),
                 "dead_letters": dead.count(db),
                 "overlap": state.overlap(db),
                 "paused": state.is_paused(db) or bool((rule := settings.rule_for(db)) and rule.paused),
@@ -205,7 +208,7 @@ def status(config: str | None, couch_url: str | None, dbs: tuple[str, ...], as_j
         return
     click.echo(f"{'DB':<24} {'HOLDER':<28} {'TOKEN':>5} {'LAG':>5} {'OPEN':>5} {'DLQ':>5}  DONE")
     for r in report:
-        open_batches = r["batches"]["waiting"] + r["batches"]["queued"]
+        open_batches = sum(n for status, n in r["batches"].items() if status != "done")
         click.echo(
             f"{r['db']:<24} {r['lease']['holder'] or '-'!s:<28} {r['lease']['token']:>5} "
             f"{r['lag'] if r['lag'] is not None else '-'!s:>5} {open_batches:>5} {r['dead_letters']:>5}  "
@@ -225,8 +228,6 @@ def checkpoint_show(db: str, config: str | None, couch_url: str | None) -> None:
     """Print DB's read and done checkpoints and the _local mirror."""
     settings = load_settings(config, couch_url=couch_url)
     cp = farm_state(settings).checkpoint(db)
-    from workers.follower import MIRROR
-
     mirror = factory.couch_client(settings).get_local(db, MIRROR)
     echo_json(
         {"db": db, "read": cp.read, "done": cp.done, "token": cp.token, "mirror": (mirror or {}).get("done")}
@@ -245,9 +246,7 @@ def checkpoint_reset(
     if not yes:
         click.confirm(f"reset the checkpoints of {db}? Its whole feed will be read again", abort=True)
     settings = load_settings(config, couch_url=couch_url)
-    farm_state(settings).reset_checkpoint(db)
+    farm_state(settings).reset_checkpoint(db, fence_mirror=not keep_mirror)
     if not keep_mirror:
-        from workers.follower import MIRROR
-
         factory.couch_client(settings).delete_local(db, MIRROR)
     click.echo(f"checkpoints of {db} reset")

@@ -10,8 +10,8 @@ import click
 from couchfarm import factory
 from couchfarm.archive import Archive
 from couchfarm.archive import undo as undo_resolution
+from couchfarm.batch import BatchLife, LocalRecord, Summary
 from couchfarm.deadletters import MemoryDeadLetters
-from couchfarm.driver import Summary, resolve_docs
 from couchfarm.errors import ConfigError
 from couchfarm.scan import candidate_pages
 from workers.cli_common import config_options, echo_json, load_settings, progress_bar
@@ -42,19 +42,10 @@ def resolve(
     client = factory.couch_client(settings)
     engine = factory.engine(settings, client, strategy)
     ids = list(doc_ids) or [i for page, _ in candidate_pages(client, db) for i in page]
-    sink = MemoryDeadLetters()
+    life = BatchLife(engine, LocalRecord(), MemoryDeadLetters(), factory.policy(settings, dry_run=dry_run))
     with progress_bar(len(ids), f"resolving {db}") as advance:
-        summary = resolve_docs(
-            engine,
-            db,
-            ids,
-            sink,
-            batch_size=settings.batch_size,
-            max_retries=settings.max_retries,
-            backoff=factory.retry_policy(settings),
-            dry_run=dry_run,
-            correlation_id=uuid.uuid4().hex[:16],
-            progress=advance,
+        summary = life.run(
+            db, ids, batch_size=settings.batch_size, correlation_id=uuid.uuid4().hex[:16], progress=advance
         )
     report(summary, db, dry_run, as_json)
     if summary.dead:

@@ -9,37 +9,31 @@ from typing import Any
 
 from celery import Celery
 
+from couchfarm import factory
+from couchfarm.ledger import Batch, Ledger
 from couchfarm.settings import Settings
-from couchfarm.state import Batch, FarmState
-from couchfarm.tls import TLSFiles, check_handshake
-from couchfarm.tls import redis_options as tls_options
-from workers.follower import Send
+from couchfarm.state import FarmState
 
 log = logging.getLogger("couchfarm.farm")
 
 
-def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
-    """The state client; for ``rediss://`` one ping at start turns a bad certificate into a clear
-    ``TLSError`` now, instead of a raw connection error at the first command."""
-    import redis
-
-    files = tls or TLSFiles.for_settings("redis")
-    client = redis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=30, **tls_options(url, files)
-    )
-    if url.lower().startswith("rediss://"):
-        check_handshake(client.ping, url, files)
-    return client
-
-
-def farm_state(settings: Settings) -> FarmState:
+def state_redis(settings: Settings) -> Any:
+    """The state Redis client; ``ConfigError`` naming the setting when there is none."""
     if not settings.redis_url:
         from couchfarm.errors import ConfigError
 
         raise ConfigError(
             "this command needs Redis: set COUCHFARM_REDIS_URL (or redis_url in the file)", field="redis_url"
         )
-    return FarmState(redis_client(settings.redis_url, settings.redis_tls))
+    return factory.redis_client(settings.redis_url, settings.redis_tls)
+
+
+def farm_state(settings: Settings) -> FarmState:
+    return FarmState(state_redis(settings))
+
+
+def ledger(state: FarmState) -> Ledger:
+    return Ledger(state.redis, clock=state.clock)
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -48,20 +42,39 @@ def celery_app(settings: Settings) -> Celery:
     return configure(app, settings)
 
 
-def sender(app: Celery) -> Send:
-    """The dispatcher's hand-off: one ``resolve_batch`` message per batch (by wire name)."""
-    lock = threading.Lock()
+class CeleryBroker:
+    """The dispatcher's hand-off: one ``couchfarm.resolve_batch`` message per delivery (by wire name),
+    and the depth of the farm's queue for the lost-message check (couchfarm/dispatch/recovery.py)."""
 
-    def send(batch: Batch) -> None:
-        with lock:
-            app.send_task(
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.queue = str(app.conf.task_default_queue)
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def send(self, batch: Batch) -> None:
+        with self._lock:
+            self.app.send_task(
                 "couchfarm.resolve_batch",
-                args=[batch.db, batch.docs, batch.correlation_id],
-                kwargs={"batch_id": batch.id},
+                args=[batch.db, batch.pending, batch.correlation_id],
+                kwargs={"batch_id": batch.id, "attempt": batch.attempt},
                 headers={"traceparent": batch.traceparent},
             )
 
-    return send
+    def backlog(self) -> int | None:
+        """Messages waiting in the queue (kombu's ``queue_declare`` counts every priority list on
+        Redis); None when the broker cannot tell now."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self.app.connection_for_read()
+                return int(self._conn.default_channel.queue_declare(queue=self.queue).message_count)
+            except Exception as exc:
+                log.debug("queue depth unknown: %s", exc)
+                if self._conn is not None:
+                    self._conn.release()
+                self._conn = None
+                return None
 
 
 def follow_names(settings: Settings, dbs: Iterable[str]) -> list[str]:

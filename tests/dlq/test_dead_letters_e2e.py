@@ -16,6 +16,7 @@ import requests
 
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
+from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from tests.farm.procs import Farm, wait_for
 from tests.helpers import make_conflict
@@ -234,10 +235,7 @@ def test_kill_between_dead_letter_and_ack_leaves_one_entry(
         farm.dispatcher("d", db)
         wait_for(marker.exists, 60, "the worker killed right after writing the dead letter")
         store = DeadLetters(_redis(redis_url))
-        from couchfarm.state import FarmState
-
-        state = FarmState(store.redis)
-        wait_for(lambda: not state.batches(db), 60, "the redelivered batch completed")
+        wait_for(lambda: not Ledger(store.redis).batches(db), 60, "the redelivered batch completed")
         (entry,) = store.list(db)
         assert entry.doc_id == "boom" and entry.attempts == 1
         assert int(store.redis.get("couchfarm:dlq:count")) == 1  # the redelivery wrote nothing

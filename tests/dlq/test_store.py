@@ -7,7 +7,7 @@ from typing import Any
 from couchfarm.deadletters import DeadLetter, DeadLetters
 
 
-def entry(reason: str = "bad", task_id: str = "t1", db: str = "d", doc: str = "x") -> DeadLetter:
+def entry(reason: str = "bad", delivery: str = "b1/0", db: str = "d", doc: str = "x") -> DeadLetter:
     return DeadLetter(
         db=db,
         doc_id=doc,
@@ -15,7 +15,8 @@ def entry(reason: str = "bad", task_id: str = "t1", db: str = "d", doc: str = "x
         strategy="lww",
         error="Rejected",
         reason=reason,
-        task_id=task_id,
+        task_id="task-1",
+        delivery=delivery,
         correlation_id="c1",
     )
 
@@ -23,8 +24,8 @@ def entry(reason: str = "bad", task_id: str = "t1", db: str = "d", doc: str = "x
 def test_one_entry_per_document_and_redelivery_changes_nothing(any_redis: Any) -> None:
     store = DeadLetters(any_redis)
     assert store.add(entry(), now=100.0)
-    assert not store.add(entry(), now=101.0)  # the same task delivered again after a crash
-    assert store.add(entry("worse", task_id="t2"), now=102.0)  # a later failure of the same document
+    assert not store.add(entry(), now=101.0)  # the same batch attempt run again after a crash
+    assert store.add(entry("worse", delivery="b1/1"), now=102.0)  # a later failure of the same document
     (e,) = store.list()
     assert e.attempts == 2 and e.reason == "worse" and e.first_failure == 100.0 and e.last_failure == 102.0
     assert e.revs == ["2-a", "2-b"] and e.correlation_id == "c1"
@@ -43,7 +44,7 @@ def test_replay_removal_keeps_a_newer_failure(any_redis: Any) -> None:
     store = DeadLetters(any_redis)
     store.add(entry(), now=100.5)
     (seen,) = store.list()
-    store.add(entry("again", task_id="t2"), now=200.25)  # failed again while the replay ran
+    store.add(entry("again", delivery="b2/0"), now=200.25)  # failed again while the replay ran
     assert not store.remove(seen.id, last_failure=seen.last_failure)
     (now,) = store.list()
     assert store.remove(now.id, last_failure=now.last_failure) and store.count() == 0

@@ -1,4 +1,5 @@
-"""An error the engine does not turn into an outcome: the batch is retried, dead-lettered, completed."""
+"""The Celery task end to end (eager): an error the engine does not turn into an outcome is retried
+through ``self.retry``, then dead-lettered, and the batch is completed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import redis
 
 from couchfarm.deadletters import DeadLetters
+from couchfarm.ledger import Ledger
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
 from tasks import context as tasks_context
@@ -35,12 +37,13 @@ def test_unexpected_error_retries_then_dead_letters_and_completes(
     state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
     lease = state.acquire("db1", "t", ttl=30)
     assert lease is not None
-    batch = state.create_batch(lease, ["a", "b"], 3, "corr")
-    assert state.claim(lease, batch)
+    ledger = Ledger(state.redis)
+    batch, claimed = ledger.create(lease, ["a", "b"], 3, "corr")
+    assert claimed
     result = resolve_batch.apply(args=["db1", ["a", "b"], "corr"], kwargs={"batch_id": batch})
     assert result.state == "SUCCESS"  # eager mode runs the retries in place: 1 attempt + 2 retries
     assert caplog.text.count("failed: redis went away") == 3
     entries = DeadLetters(state.redis).list("db1")
     assert {e.doc_id for e in entries} == {"a", "b"}
     assert all("RuntimeError: redis went away" in e.reason for e in entries)
-    assert state.batch("db1", batch).status == "done" and not state.inflight("db1")  # type: ignore[union-attr]
+    assert ledger.batch("db1", batch).status == "done" and not ledger.inflight("db1")  # type: ignore[union-attr]

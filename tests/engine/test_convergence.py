@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from couchfarm.couch import CouchClient
-from couchfarm.deadletters import MemoryDeadLetters
-from couchfarm.driver import resolve_docs
 from couchfarm.resolution import Engine
 from couchfarm.resolvers import Router, parse_strategy
 from couchfarm.scan import candidate_pages, scan
+from tests.helpers import resolve_all
 from workers.local_servers import PouchServer
 
 STRATEGIES = ["lww:field=updated_at", "fields:timestamp=updated_at"]
@@ -47,7 +46,7 @@ def resolver_loop(client: CouchClient, db: str, spec: str, stop: threading.Event
     engine = Engine(client, Router([], default=parse_strategy(spec)))
     while not stop.is_set():
         ids = [i for page, _ in candidate_pages(client, db) for i in page]
-        resolve_docs(engine, db, ids, MemoryDeadLetters(), sleep=lambda s: None)
+        resolve_all(engine, db, ids)
         time.sleep(0.1)
 
 

@@ -10,12 +10,11 @@ import pytest
 from couchfarm.archive import Archive, undo
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import MemoryDeadLetters
-from couchfarm.driver import resolve_docs
 from couchfarm.models import Outcome
 from couchfarm.resolution import Engine
 from couchfarm.resolvers import Router, parse_strategy
 from couchfarm.settings import DatabaseRule
-from tests.helpers import live_leaves, make_conflict
+from tests.helpers import live_leaves, make_conflict, resolve_all
 
 LWW = "lww:field=updated_at"
 
@@ -26,7 +25,7 @@ def engine(client: CouchClient, spec: str = LWW, **kw: Any) -> Engine:
 
 def run(eng: Engine, db: str, ids: list[str], **kw: Any) -> dict[str, Any]:
     sink = MemoryDeadLetters()
-    summary = resolve_docs(eng, db, ids, sink, sleep=lambda s: None, **kw)
+    summary = resolve_all(eng, db, ids, sink, **kw)
     return {"results": {r.doc_id: r for r in summary.results}, "dead": sink.entries, "summary": summary}
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from couchfarm.couch import CouchClient
+from couchfarm.dispatch.discovery import Discovery
 from tests.replication.fakes import body, exchange, fake_client
-from workers.dispatcher import Discovery
 
 GONE = exchange("08b", 0)["response"]["body"]  # 404 "Database does not exist." (no _global_changes)
 

@@ -16,11 +16,12 @@ import redis
 
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
+from couchfarm.dispatch.follower import MIRROR
+from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from couchfarm.state import FarmState
 from tests.farm.procs import Farm, children, wait_for
 from tests.helpers import make_conflict
-from workers.follower import MIRROR
 
 
 def config(tmp: Path, function: str = "newest", **extra: Any) -> str:
@@ -167,13 +168,13 @@ def test_worker_killed_mid_batch_is_redelivered(
         seed(client, db, 20)
         worker = farm.worker("w", 1)
         farm.dispatcher("d", db)
-        wait_for(lambda: state.inflight(db), 30, "a batch in flight")
+        wait_for(lambda: Ledger(state.redis).inflight(db), 30, "a batch in flight")
         time.sleep(1.0)
         for child in children(worker.pid):
             os.kill(child, signal.SIGKILL)  # the pool process dies mid-batch
         wait_for(lambda: conflicted(client, db) == 0, 90, "every conflict resolved after redelivery")
         assert DeadLetters(state.redis).count(db) == 0
-        wait_for(lambda: not state.batches(db), 30, "every batch completed")
+        wait_for(lambda: not Ledger(state.redis).batches(db), 30, "every batch completed")
     finally:
         farm.stop()
 
@@ -231,7 +232,7 @@ def test_poison_batch_is_dead_lettered_while_the_rest_flows(
         wait_for(lambda: conflicted(client, db) == 1, 60, "every other document resolved")
         (entry,) = dlq.list(db)
         assert entry.doc_id == "poison-0000" and entry.error == "PoisonDocument" and "died" in entry.reason
-        wait_for(lambda: not state.batches(db), 30, "the poison batch completed")
+        wait_for(lambda: not Ledger(state.redis).batches(db), 30, "the poison batch completed")
     finally:
         farm.stop()
 
@@ -257,7 +258,7 @@ def test_a_paused_database_is_left_for_people_and_resumes(
     wait_for(lambda: state.holder(db)[0], 30, "the database followed")
     seed(client, db, 6)
     time.sleep(3)
-    assert conflicted(client, db) == 6 and not state.batches(db)  # nothing read, nothing sent
+    assert conflicted(client, db) == 6 and not Ledger(state.redis).batches(db)  # nothing read, nothing sent
     state.resume(db)
     wait_for(lambda: conflicted(client, db) == 0, 60, "resolved after resume, from the same checkpoint")
     assert state.overlap(db) == 0

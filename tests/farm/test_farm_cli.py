@@ -10,8 +10,9 @@ import sys
 import redis
 
 from couchfarm.couch import CouchClient
+from couchfarm.dispatch.follower import MIRROR
+from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
-from workers.follower import MIRROR
 
 
 def couchfarm(couch_url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,22 +26,25 @@ def test_status_and_checkpoint_commands(couch_url: str, redis_url: str, client: 
     state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
     lease = state.acquire(db, "host:1:abc", ttl=30)
     assert lease is not None
-    batch = state.create_batch(lease, ["a", "b"], 7, "corr")
-    state.claim(lease, batch)
+    Ledger(state.redis).create(lease, ["a", "b"], 7, "corr")
     state.write_checkpoint(lease, "read", 7)
     client.put_local(db, MIRROR, {"done": 3})
     out = couchfarm(couch_url, redis_url, "status", "--json")
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)
     assert row["db"] == db and row["lease"]["holder"].startswith("host:1:abc#") and row["lease"]["token"] == 1
-    assert row["checkpoint"]["read"] == 7 and row["batches"] == {"waiting": 0, "queued": 1}
+    assert row["checkpoint"]["read"] == 7 and row["batches"]["queued"] == 1
     assert row["inflight_docs"] == 2 and row["dead_letters"] == 0
     table = couchfarm(couch_url, redis_url, "status")
     assert db in table.stdout and "host:1:abc" in table.stdout
     shown = json.loads(couchfarm(couch_url, redis_url, "checkpoint", "show", db).stdout)
     assert shown["read"] == 7 and shown["mirror"] == 3
     assert couchfarm(couch_url, redis_url, "checkpoint", "reset", db, "--yes").returncode == 0
-    assert not state.checkpoint(db).known and client.get_local(db, MIRROR) is None and not state.inflight(db)
+    assert (
+        not state.checkpoint(db).known
+        and client.get_local(db, MIRROR) is None
+        and not Ledger(state.redis).inflight(db)
+    )
 
 
 def test_commands_that_need_redis_say_so(couch_url: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from couchfarm.errors import LeaseLost
+from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
 
 
@@ -37,7 +38,7 @@ def test_stale_holder_cannot_move_checkpoints(state: FarmState, any_redis: Any) 
     with pytest.raises(LeaseLost):
         state.write_checkpoint(old, "read", "9-old")
     with pytest.raises(LeaseLost):
-        state.create_batch(old, ["x"], "9-old", "c")
+        Ledger(any_redis).create(old, ["x"], "9-old", "c")
     state.write_checkpoint(new, "read", "7-new")
     assert state.checkpoint("db").read == "7-new"
     # a holder with the right owner name but an old token is refused too (same id re-acquired)
@@ -62,57 +63,7 @@ def test_after_redis_loses_its_data_an_old_lease_of_the_same_process_is_refused(
     assert state.checkpoint("db").read == "resumed"
 
 
-def test_a_missing_batch_record_stops_done(state: FarmState, any_redis: Any) -> None:
-    lease = state.acquire("db", "a", ttl=30)
-    assert lease is not None
-    lost = state.create_batch(lease, ["x"], 5, "c")
-    state.write_checkpoint(lease, "read", 5)
-    any_redis.delete(f"couchfarm:batch:db:{lost}")  # evicted
-    state.advance_done(lease)
-    assert state.checkpoint("db").done is None
-
-
-def test_done_moves_only_over_completed_batches_in_order(state: FarmState) -> None:
-    lease = state.acquire("db", "a", ttl=30)
-    assert lease is not None
-    b1 = state.create_batch(lease, ["d1"], None, "c1")
-    b2 = state.create_batch(lease, ["d2"], 10, "c2")
-    b3 = state.create_batch(lease, ["d3"], 20, "c3")
-    state.write_checkpoint(lease, "read", 20)
-    for b in (b1, b2, b3):
-        assert state.claim(lease, b)
-    state.complete("db", b2)
-    state.complete("db", b3)
-    state.advance_done(lease)
-    assert state.checkpoint("db").done is None  # b1 still open: done may not pass it
-    state.complete("db", b1)
-    state.advance_done(lease)
-    assert state.checkpoint("db").done == 20 and state.batches("db") == []
-
-
-def test_done_catches_up_with_read_when_nothing_is_open(state: FarmState) -> None:
-    lease = state.acquire("db", "a", ttl=30)
-    assert lease is not None
-    state.write_checkpoint(lease, "read", [3, "opaque"])
-    state.advance_done(lease)
-    assert state.checkpoint("db").done == [3, "opaque"]
-
-
-def test_a_document_is_never_in_two_queued_batches(state: FarmState) -> None:
-    lease = state.acquire("db", "a", ttl=30)
-    assert lease is not None
-    first = state.create_batch(lease, ["x", "y"], None, "c")
-    second = state.create_batch(lease, ["y", "z"], 5, "c")
-    assert state.claim(lease, first)
-    assert not state.claim(lease, second)  # y is in flight: the batch waits
-    assert state.batch("db", second).status == "waiting"  # type: ignore[union-attr]
-    state.complete("db", first)
-    assert state.claim(lease, second)
-    assert state.inflight("db") == {"y": second, "z": second}
-    assert not state.claim(lease, second)  # already queued
-
-
-def test_overlap_and_delivery_counters(state: FarmState, any_redis: Any) -> None:
+def test_overlap_counter(state: FarmState, any_redis: Any) -> None:
     lease = state.acquire("db", "a", ttl=30)
     assert lease is not None
     assert state.record_read(lease, 0) and state.record_read(lease, "5-x")
@@ -122,22 +73,6 @@ def test_overlap_and_delivery_counters(state: FarmState, any_redis: Any) -> None
     any_redis.delete("couchfarm:lease:db")
     with pytest.raises(LeaseLost):
         state.record_read(lease, "6-y")
-    assert [state.delivery("b1", 0) for _ in range(3)] == [1, 2, 3]
-    assert state.delivery("b1", 1) == 1
-
-
-def test_a_waiting_batch_narrows_to_what_is_still_needed(state: FarmState) -> None:
-    lease = state.acquire("db", "a", ttl=30)
-    assert lease is not None
-    first = state.create_batch(lease, ["x", "y"], None, "c", revs={"x": ["1-a", "2-b"], "y": ["1-a", "2-c"]})
-    assert state.batch("db", first).revs == {"x": ["1-a", "2-b"], "y": ["1-a", "2-c"]}  # type: ignore[union-attr]
-    state.remember_leaves("db", {"x": ["2-b", "1-a"]})
-    assert state.known_leaves("db", ["x", "y"]) == {"x": ["1-a", "2-b"]}
-    assert state.claim(lease, first, ["y"])
-    assert state.inflight("db") == {"y": first}
-    empty = state.create_batch(lease, ["x"], 9, "c")
-    assert not state.claim(lease, empty, [])  # nothing left: completed, not sent
-    assert state.batch("db", empty).status == "done"  # type: ignore[union-attr]
 
 
 def test_reset_makes_the_current_holder_step_down(state: FarmState) -> None:
@@ -150,3 +85,13 @@ def test_reset_makes_the_current_holder_step_down(state: FarmState) -> None:
     assert not state.checkpoint("db").known
     again = state.acquire("db", "a", ttl=30)
     assert again is not None and again.token > lease.token
+
+
+def test_reset_fences_the_mirror_of_older_holders(state: FarmState) -> None:
+    lease = state.acquire("db", "a", ttl=30)
+    assert lease is not None
+    token = state.reset_checkpoint("db")
+    cp = state.checkpoint("db")
+    assert not cp.known and cp.reset_token == token > lease.token  # a mirror under `lease` is stale
+    state.reset_checkpoint("db", fence_mirror=False)
+    assert state.checkpoint("db").reset_token == -1

@@ -11,7 +11,7 @@ import redis
 from couchfarm import trace
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
-from couchfarm.state import FarmState
+from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, wait_for
 from tests.helpers import make_conflict
 from tests.trace.proxy import RecordingProxy
@@ -47,7 +47,7 @@ def test_one_trace_across_dispatcher_task_couchdb_and_dead_letter(
             farm.dispatcher("d", db)
             store = DeadLetters(redis.Redis.from_url(redis_url, decode_responses=True))
             wait_for(lambda: store.count(db) == 1, 60, "the dead letter")
-            wait_for(lambda: not FarmState(store.redis).batches(db), 30, "the batch completed")
+            wait_for(lambda: not Ledger(store.redis).batches(db), 30, "the batch completed")
         finally:
             farm.stop()
         (entry,) = store.list(db)

@@ -22,63 +22,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from fnmatch import fnmatchcase
 
 from couchfarm.couch import CouchClient
-from couchfarm.errors import CouchError, NotFound
+from couchfarm.dispatch.discovery import Discovery
+from couchfarm.dispatch.follower import Broker, Follower
+from couchfarm.errors import NotFound
+from couchfarm.ledger import Ledger
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from workers.follower import Follower, Send
 
 log = logging.getLogger("couchfarm.dispatcher")
-
-
-def is_pattern(name: str) -> bool:
-    return any(c in name for c in "*?[")
-
-
-class Discovery:
-    """Which databases match the configured names and globs, kept current."""
-
-    def __init__(self, client: CouchClient, names: Iterable[str], interval: float) -> None:
-        self.client = client
-        self.names = list(dict.fromkeys(names))
-        self.interval = interval
-        self._known: list[str] = []
-        self._at = float("-inf")
-        self._updates_seq: object = None
-        self._has_updates: bool | None = None
-
-    def databases(self) -> list[str]:
-        if not any(is_pattern(n) for n in self.names):
-            return list(self.names)
-        if time.monotonic() - self._at >= self.interval or self._changed():
-            try:
-                all_dbs = self.client.all_dbs()
-            except CouchError as exc:
-                log.warning("could not list databases: %s", exc)
-                return self._known
-            self._known = sorted(
-                {db for db in all_dbs if self._matches(db)} | {n for n in self.names if not is_pattern(n)}
-            )
-            self._at = time.monotonic()
-        return self._known
-
-    def _matches(self, db: str) -> bool:
-        return not db.startswith("_") and any(fnmatchcase(db, n) for n in self.names if is_pattern(n))
-
-    def _changed(self) -> bool:
-        """Whether ``_db_updates`` reports a change since the last look (never, where it is missing)."""
-        if self._has_updates is False:
-            return False
-        page = self.client.db_updates(since=self._updates_seq or "now", timeout_ms=1)
-        if page is None:
-            self._has_updates = False
-            log.debug("no _db_updates: discovering databases by polling _all_dbs")
-            return False
-        self._has_updates = True
-        self._updates_seq = page.last_seq
-        return bool(page.results)
 
 
 class Dispatcher:
@@ -86,14 +39,16 @@ class Dispatcher:
         self,
         client: CouchClient,
         state: FarmState,
+        ledger: Ledger,
         settings: Settings,
-        send: Send,
+        broker: Broker,
         names: Iterable[str],
         *,
         until_idle: bool = False,
         on_event: Callable[..., None] | None = None,
     ) -> None:
-        self.client, self.state, self.settings, self.send = client, state, settings, send
+        self.client, self.state, self.ledger, self.settings = client, state, ledger, settings
+        self.broker = broker
         self.discovery = Discovery(client, names, settings.discovery_interval)
         self.until_idle = until_idle
         self.on_event = on_event or (lambda name, **kw: None)
@@ -172,9 +127,10 @@ class Dispatcher:
             self.followers[db] = Follower(
                 self.client,
                 self.state,
+                self.ledger,
                 lease,
                 self.settings,
-                self.send,
+                self.broker,
                 until_idle=self.until_idle,
                 on_event=self.on_event,
             ).start()

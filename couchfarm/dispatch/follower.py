@@ -1,0 +1,327 @@
+"""One database's ``_changes`` follower, run while this dispatcher holds the database's lease.
+
+Steps of one round (each write fenced by the lease; the ledger's states in couchfarm/ledger.py):
+1. snapshot: checkpoint, pause switch, open batches, in one Redis round trip;
+2. pump: claim waiting batches whose documents are not in flight, publish claimed batches that were
+   never published (a dispatcher died between claim and publish, or the broker refused), re-send a
+   batch whose delivery went silent or whose message was lost (couchfarm/dispatch/recovery.py), move
+   ``done`` over completed batches and mirror it to ``_local/couchfarm-checkpoint``;
+3. back-pressure: while more than ``max_queued_batches`` batches are open, do not read;
+4. read one page from ``read`` (longpoll with heartbeat and a client-side deadline; a normal read
+   in ``--until-idle`` mode), keep the rows with more than one leaf (``style=all_docs``);
+5. when the buffer is full, old, or the feed is caught up: record the batches (each claimed and
+   published at once when it can be), then advance ``read`` (checkpoint only after hand-off: a
+   crash costs a replay, never a loss).
+A round that fails (CouchDB, Redis) is logged and tried again with backoff; a publish that fails
+leaves its batch claimed-but-unpublished for the next try. Only a lost lease ends the follower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from couchfarm import failpoints, trace
+from couchfarm.breaker import RetryPolicy
+from couchfarm.couch import CouchClient
+from couchfarm.dispatch.recovery import overdue
+from couchfarm.errors import CouchError, LeaseLost
+from couchfarm.feeds import ChangeRow, ChangesPage, Seq
+from couchfarm.ledger import Batch, Ledger, Snapshot, Timing
+from couchfarm.settings import Settings
+from couchfarm.state import FarmState, Lease
+
+log = logging.getLogger("couchfarm.dispatcher")
+MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
+
+
+class Broker(Protocol):
+    """The hand-off to the workers (Celery in workers/farm.py)."""
+
+    def send(self, batch: Batch) -> None:
+        """Publish one delivery of ``batch`` (its pending documents, its attempt); raise on failure."""
+
+    def backlog(self) -> int | None:
+        """Messages waiting in the farm's queue; None when it cannot be told."""
+
+
+class Follower:
+    def __init__(
+        self,
+        client: CouchClient,
+        state: FarmState,
+        ledger: Ledger,
+        lease: Lease,
+        settings: Settings,
+        broker: Broker,
+        *,
+        until_idle: bool = False,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
+        self.client, self.state, self.ledger, self.lease = client, state, ledger, lease
+        self.settings, self.broker = settings, broker
+        self.db = lease.db
+        self.timing = Timing.from_settings(settings)
+        self.until_idle = until_idle
+        self.on_event = on_event or (lambda name, **kw: None)
+        self.stop = threading.Event()
+        self.idle = False  #: caught up, nothing buffered, nothing open
+        self.lost = False
+        self.buffer: dict[str, list[str]] = {}  #: document -> its leaf revs as the feed showed them
+        self.buffer_since = 0.0
+        self.position: Seq = None
+        self.resumed = False
+        self._mirrored: Seq = object()
+        self._mirror_at = 0.0
+        self._backoff = RetryPolicy(attempts=1, base=0.5, cap=30.0)
+        self._failures = 0  #: consecutive failed rounds
+        self._publish_failures = 0
+        self._publish_blocked_until = 0.0
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Follower:
+        self.thread = threading.Thread(target=self.run, name=f"follow:{self.db}", daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    if not self.resumed:
+                        self.resume()
+                    self.step()
+                    self._failures = 0
+                except LeaseLost:
+                    raise
+                except Exception as exc:  # CouchDB, Redis or a bug: never die holding a claim
+                    self._failures += 1
+                    wait = self._backoff.delay(min(self._failures, 6))
+                    what = "feed" if isinstance(exc, CouchError) else "round"
+                    log.warning(
+                        "%s of %s failed (retry in %.1fs): %s",
+                        what,
+                        self.db,
+                        wait,
+                        exc,
+                        extra={"db": self.db},
+                    )
+                    self.stop.wait(wait)
+        except LeaseLost:
+            self.lost = True
+            self.on_event("lease_lost", db=self.db)
+            log.warning("lease of %s lost: stepping down", self.db, extra={"db": self.db})
+
+    def resume(self) -> None:
+        """Continue from ``read``; with no Redis checkpoint, from the ``_local`` mirror of ``done``
+        unless the mirror predates a ``checkpoint reset`` (its token is not newer than the reset)."""
+        cp = self.state.checkpoint(self.db)
+        if cp.known:
+            self.position = cp.read
+        else:
+            mirror = self.client.get_local(self.db, MIRROR)
+            if mirror is not None and "done" in mirror and int(mirror.get("token", 0)) > cp.reset_token:
+                self.position = mirror["done"]
+                self.state.write_checkpoint(self.lease, "read", self.position)
+                self.state.write_checkpoint(self.lease, "done", self.position)
+                log.info(
+                    "no checkpoint in Redis for %s: resuming from its _local mirror",
+                    self.db,
+                    extra={"db": self.db, "since": self.position},
+                )
+        self.resumed = True
+
+    # -- one round ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        snap = self.ledger.snapshot(self.db)
+        self.pump(snap)
+        rule = self.settings.rule_for(self.db)
+        if snap.paused or (rule is not None and rule.paused):
+            self.idle = not snap.batches
+            self.stop.wait(0.25)
+            return
+        if len(snap.batches) > self.settings.max_queued_batches:
+            self.idle = False
+            self.stop.wait(0.2)
+            return
+        page = self.read_page(busy=bool(snap.batches))
+        if page.results:
+            self.state.record_read(self.lease, self.position)
+        if not self.buffer:
+            self.buffer_since = time.monotonic()
+        self.buffer.update(self.candidates(page.results))
+        caught_up = len(page.results) < self.page_size or page.timed_out
+        old = time.monotonic() - self.buffer_since >= self.settings.batch_max_wait
+        if page.last_seq is not None:
+            self.position = page.last_seq
+        created = 0
+        if len(self.buffer) >= self.settings.batch_size or caught_up or old:
+            created = self.flush(snap)
+        lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
+        self.state.set_lag(self.db, lag)
+        self.on_event(
+            "gauges",
+            db=self.db,
+            lag=lag,
+            checkpoint=snap.checkpoint,
+            overlap=snap.overlap,
+            dead_letters=snap.dead_letters,
+            batches=snap.batches,
+        )
+        self.idle = caught_up and not self.buffer and not snap.batches and not created
+        if caught_up and self.until_idle:
+            self.stop.wait(0.2 if self.idle else 0.05)
+
+    def candidates(self, rows: list[ChangeRow]) -> dict[str, list[str]]:
+        """Rows with more than one leaf, except those whose leaves are exactly what a worker left
+        behind after resolving the document (our own writes coming back through the feed)."""
+        multi = {r.id: sorted(r.revs) for r in rows if len(r.revs) > 1}
+        known = self.ledger.known_leaves(self.db, list(multi))
+        return {doc_id: revs for doc_id, revs in multi.items() if known.get(doc_id) != revs}
+
+    @property
+    def page_size(self) -> int:
+        return max(100, self.settings.batch_size * 4)
+
+    def read_page(self, busy: bool) -> ChangesPage:
+        """The next page; while batches are open the longpoll is short, so that batches waiting on
+        an in-flight document are claimed and ``done`` moves soon after their turn comes."""
+        feed = "normal" if self.until_idle else "longpoll"
+        deadline = min(0.25, self.settings.feed_deadline) if busy else self.settings.feed_deadline
+        return self.client.changes(
+            self.db,
+            feed=feed,
+            since=self.position,
+            limit=self.page_size,
+            style="all_docs",
+            heartbeat=max(100, int(deadline * 250)) if feed == "longpoll" else None,
+            timeout=int(deadline * 1000) if feed == "longpoll" else None,
+            deadline=deadline * 1.5 + 0.5,
+        )
+
+    def flush(self, snap: Snapshot) -> int:
+        """Hand the buffered documents to batches (published at once when claimed), then advance
+        ``read`` past them; the number of batches recorded."""
+        docs = list(self.buffer)
+        size = self.settings.batch_size
+        chunks = [docs[i : i + size] for i in range(0, len(docs), size)]
+        for i, chunk in enumerate(chunks):
+            end = self.position if i == len(chunks) - 1 else None
+            revs = {d: self.buffer[d] for d in chunk}
+            correlation_id, parent = uuid.uuid4().hex[:16], trace.new_traceparent()
+            batch_id, claimed = self.ledger.create(self.lease, chunk, end, correlation_id, parent, revs)
+            if claimed:
+                self.publish(
+                    Batch(self.db, batch_id, 0, chunk, "queued", correlation_id, end, parent, revs, chunk)
+                )
+        self.buffer = {}
+        if self.position is not None and self.position != snap.checkpoint.read:
+            self.state.write_checkpoint(self.lease, "read", self.position)
+        return len(chunks)
+
+    def pump(self, snap: Snapshot) -> None:
+        now = self.ledger.clock()
+        backlog = _Once(self.broker.backlog)
+        for batch in snap.batches:
+            if batch.status == "waiting":
+                needed = self.still_needed(batch)
+                if self.ledger.claim(self.lease, batch.id, needed):
+                    self.publish(dataclasses.replace(batch, docs=needed, pending=needed, status="queued"))
+            elif batch.status in ("queued", "retrying") and batch.sent_at is None:
+                self.publish(batch)  # claimed (or re-sent) but not published: a death or a refusal
+            elif (reason := overdue(batch, now, self.timing, backlog)) and self.ledger.resend(
+                self.lease, batch
+            ):
+                log.warning(
+                    "re-sending batch %s of %s: %s",
+                    batch.id,
+                    self.db,
+                    reason,
+                    extra={"db": self.db, "batch": batch.id, "correlation_id": batch.correlation_id},
+                )
+                self.on_event("batch_resent", db=self.db, status=batch.status)
+                self.publish(dataclasses.replace(batch, status="queued", sent_at=None))
+        head = snap.batches[0] if snap.batches else None
+        cp = snap.checkpoint
+        if (head is not None and head.status == "done") or (head is None and cp.read != cp.done):
+            self.ledger.advance_done(self.lease)
+        self.mirror()
+
+    def publish(self, batch: Batch) -> bool:
+        """Hand one delivery of ``batch`` to the broker; on failure back off (the batch stays
+        claimed-but-unpublished and the next round tries again)."""
+        if time.monotonic() < self._publish_blocked_until:
+            return False
+        failpoints.hit("before_publish")
+        try:
+            self.broker.send(batch)
+        except Exception as exc:
+            self._publish_failures += 1
+            wait = self._backoff.delay(min(self._publish_failures, 6))
+            self._publish_blocked_until = time.monotonic() + wait
+            self.on_event("publish_failed", db=self.db)
+            log.warning(
+                "could not publish batch %s of %s (next try in %.1fs): %s: %s",
+                batch.id,
+                self.db,
+                wait,
+                type(exc).__name__,
+                exc,
+                extra={"db": self.db, "batch": batch.id},
+            )
+            return False
+        self._publish_failures = 0
+        self.ledger.sent(self.lease, batch.id)
+        self.on_event("batch_sent", db=self.db, docs=len(batch.pending), first=batch.sends == 0)
+        extra = {
+            "db": self.db,
+            "batch": batch.id,
+            "correlation_id": batch.correlation_id,
+            "trace_id": trace.trace_id(batch.traceparent),
+        }
+        log.info("batch %s of %s sent: %d documents", batch.id, self.db, len(batch.pending), extra=extra)
+        return True
+
+    def still_needed(self, batch: Batch) -> list[str]:
+        """The batch's documents minus those a worker has since left with exactly the leaves the
+        feed showed (a batch that waited for an in-flight batch often holds only our own writes)."""
+        known = self.ledger.known_leaves(self.db, batch.docs)
+        return [d for d in batch.docs if not batch.revs.get(d) or known.get(d) != batch.revs[d]]
+
+    def mirror(self, force: bool = False) -> None:
+        """Copy ``done`` into the database (``_local``: never replicated), at most every 2 s, with
+        the lease's fencing token (a mirror written by a holder older than a reset is ignored)."""
+        if not force and time.monotonic() - self._mirror_at < 2.0:
+            return
+        done = self.state.checkpoint(self.db).done
+        if done is None or done == self._mirrored:
+            return
+        try:
+            self.client.put_local(
+                self.db, MIRROR, {"done": done, "token": self.lease.token, "at": time.time()}
+            )
+            self._mirrored, self._mirror_at = done, time.monotonic()
+        except CouchError as exc:
+            log.warning("could not mirror the checkpoint of %s: %s", self.db, exc)
+
+
+class _Once:
+    """A value computed at most once, when first asked (the broker's backlog, per round)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+        self.done = False
+        self.value: Any = None
+
+    def __call__(self) -> Any:
+        if not self.done:
+            self.value, self.done = self.compute(), True
+        return self.value
