@@ -74,7 +74,12 @@ def router(settings: Settings, strategy: str | None = None) -> Router:
     return Router(settings.databases)
 
 
-def engine(settings: Settings, client: CouchClient, strategy: str | None = None) -> Engine:
+def engine(
+    settings: Settings,
+    client: CouchClient,
+    strategy: str | None = None,
+    interrupts: tuple[type[BaseException], ...] = (),
+) -> Engine:
     return Engine(
         client,
         router(settings, strategy),
@@ -83,6 +88,7 @@ def engine(settings: Settings, client: CouchClient, strategy: str | None = None)
         schema_dir=settings.config_dir,
         deep_conflict_leaves=settings.deep_conflict_leaves,
         on_event=emit,
+        interrupts=interrupts,
     )
 
 

@@ -65,6 +65,7 @@ class Engine:
         schema_dir: str | None = None,
         deep_conflict_leaves: int = 3,
         on_event: Callable[..., None] | None = None,
+        interrupts: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.client = client
         self.router = router
@@ -73,6 +74,7 @@ class Engine:
         self.schema_dir = schema_dir
         self.deep_conflict_leaves = deep_conflict_leaves
         self.on_event = on_event or (lambda name, **fields: None)
+        self.interrupts = interrupts  #: a time limit raised inside a strategy: never a strategy error
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -119,9 +121,10 @@ class Engine:
             conflict = self.with_base(conflict)
         try:
             resolution = resolver.resolve(conflict)
-        except ResolverError as exc:
-            return dead(result, "ResolverError", str(exc))
-        except Exception as exc:  # a built-in strategy bug must not stall the farm
+        except Exception as exc:  # a strategy bug must not stall the farm; a time limit is no bug
+            self._reraise_interrupt(exc)
+            if isinstance(exc, ResolverError):
+                return dead(result, "ResolverError", str(exc))
             return dead(result, "ResolverError", f"{resolver.name} raised {type(exc).__name__}: {exc}")
         if resolution.unresolvable is not None:
             return dead(result, "Unresolvable", resolution.unresolvable)
@@ -130,6 +133,15 @@ class Engine:
         if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
             return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
         return plan
+
+    def _reraise_interrupt(self, exc: BaseException) -> None:
+        """Raise the interrupt (a soft time limit) that ``exc`` is or wraps, if any."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, self.interrupts):
+                raise seen
+            seen = seen.__cause__ or seen.__context__
+        return None
 
     # -- the batch ------------------------------------------------------------------------------
 

@@ -62,12 +62,11 @@ def _build(settings: Settings | None) -> WorkerContext:
         raise ConfigError("a worker needs the state Redis: set COUCHFARM_REDIS_URL", field="redis_url")
     redis = factory.redis_client(settings.redis_url, settings.redis_tls)
     store = DeadLetters(redis)
-    engine = factory.engine(settings, factory.couch_client(settings))
+    interrupts = (SoftTimeLimitExceeded,)
+    engine = factory.engine(settings, factory.couch_client(settings), interrupts=interrupts)
     policy = factory.policy(settings)
     record = LedgerRecord(Ledger(redis), policy.beat_timeout)
-    life = BatchLife(
-        engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=(SoftTimeLimitExceeded,)
-    )
+    life = BatchLife(engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=interrupts)
     return WorkerContext(settings, engine, store, redis, life)
 
 

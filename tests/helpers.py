@@ -82,3 +82,24 @@ def resolve_all(
     """Resolve in this process with the farm's loop (``couchfarm resolve``), retries without sleeping."""
     life = BatchLife(engine, LocalRecord(), sink or MemoryDeadLetters(), Policy(**policy))
     return life.run(db, ids, sleep=lambda s: None)
+
+
+def seed_conflicts(client: CouchClient, db: str, n: int, prefix: str = "doc") -> list[str]:
+    """``n`` documents with two live leaves each, in bulk: ``v`` 1 (January) and ``v`` 2 (February),
+    so last-write-wins by ``updated_at`` keeps ``v`` 2. Returns the ids."""
+    ids, docs = [], []
+    for i in range(n):
+        doc_id = f"{prefix}-{i:05d}"
+        ids.append(doc_id)
+        base = rev_hash(f"{doc_id}:base")
+        for v, month in ((1, "01"), (2, "02")):
+            body = {"updated_at": f"2026-{month}-01T00:00:00Z", "v": v}
+            h = rev_hash(f"{doc_id}:{v}")
+            docs.append(
+                {**body, "_id": doc_id, "_rev": f"2-{h}", "_revisions": {"start": 2, "ids": [h, base]}}
+            )
+    client.create_db(db)
+    for i in range(0, len(docs), 1000):
+        bad = [r for r in client.bulk_docs(db, docs[i : i + 1000], new_edits=False) if not r.ok]
+        assert not bad, bad[:3]
+    return ids

@@ -78,7 +78,9 @@ class Follower:
         self.resumed = False
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
-        self._backoff = RetryPolicy(attempts=1, base=0.5, cap=30.0)
+        # failed rounds and refused publishes are tried again soon enough to recover within the
+        # bound of a stall (2 x lease_ttl) once the cause is gone
+        self._backoff = RetryPolicy(attempts=1, base=0.25, cap=max(1.0, settings.lease_ttl / 2))
         self._failures = 0  #: consecutive failed rounds
         self._publish_failures = 0
         self._publish_blocked_until = 0.0

@@ -24,3 +24,35 @@ def poison(conflict: Any) -> dict[str, Any]:
     if conflict.doc_id.startswith("poison"):
         os.kill(os.getpid(), signal.SIGKILL)
     return newest(conflict)
+
+
+def _first_time(conflict: Any) -> bool:
+    """True once per test (the marker file in COUCHFARM_TEST_MARKER records when it happened)."""
+    marker = os.environ.get("COUCHFARM_TEST_MARKER")
+    if not marker:
+        return False
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, repr(time.time()).encode())
+    os.close(fd)
+    return True
+
+
+def stuck(conflict: Any) -> dict[str, Any]:
+    """The first time: ignores the soft time limit and hangs until the hard limit kills its process."""
+    if _first_time(conflict):
+        while True:
+            try:
+                time.sleep(60)
+            except BaseException:  # noqa: S110 - the soft time limit, ignored on purpose
+                pass
+    return newest(conflict)
+
+
+def sleepy(conflict: Any) -> dict[str, Any]:
+    """The first time: slower than the soft time limit (which interrupts it)."""
+    if _first_time(conflict):
+        time.sleep(30)
+    return newest(conflict)
