@@ -1,10 +1,11 @@
-"""``python -m bench``: couchfarm against the fastest single process and the naive way, in one run.
+"""``python -m bench``: couchfarm against the best single process and the naive way, in one run.
 
 Seeds N conflicted documents (default 5,000 x 3 leaves, ~1 KB bodies) into fresh databases on the
-same server and measures docs/s for: the reference (one process, bulk reads, one ``_bulk_docs`` per
-batch: what the server allows), couchfarm end to end (dispatcher + W worker processes), and the naive
-way (per document: GET ?conflicts=true, GET each rev, POST ``_bulk_docs``); then latency from creation
-to resolution under a steady trickle, and the peak RSS of every process. Prints the ratios.
+same server and measures docs/s for: the reference (``bench.reference``: one process, three requests
+per page of 500 documents), the naive way (per document: GET ?conflicts=true, GET each rev, POST
+``_bulk_docs``) and couchfarm end to end (dispatcher + W worker processes); then latency from creation
+to resolution under a steady trickle, the peak RSS of every process and the server's CPU seconds per
+resolved document. Prints each way's ratios to the reference and to naive, and the targets of issue 15.
 """
 
 from __future__ import annotations
@@ -13,50 +14,96 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from bench.reference import Tally, reference
+from bench.report import report, targets_json
 from bench.seed import conflicted_ids, remaining, seed
+from bench.server import ServerProcess, find_server
 from bench.trickle import trickle
-from bench.ways import FarmRun, cpu_seconds, naive, peak_rss_mb, reference
+from bench.ways import FarmRun, naive, peak_rss_mb
 from couchfarm.couch import CouchClient
 from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
 from workers.local_servers import PouchServer, RedisServer
 
+Way = Callable[[CouchClient, str, list[str]], float]
+
+
+class ServerClock:
+    """The server's CPU seconds and the wall clock between ``start()`` and ``stop()``."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.cpu: float | None = None
+        self.wall = 0.0
+
+    def start(self) -> None:
+        self.cpu, self.wall = self.server.cpu_seconds(), time.perf_counter()
+
+    def stop(self, docs: int) -> dict[str, Any]:
+        """Seconds, and the server's CPU per resolved document and per wall second (None: unknown)."""
+        seconds = time.perf_counter() - self.wall
+        now = self.server.cpu_seconds()
+        used = None if now is None or self.cpu is None else now - self.cpu
+        return {
+            "seconds": round(seconds, 2),
+            "docs_per_s": round(docs / seconds, 1),
+            "server_cpu_s": None if used is None else round(used, 2),
+            "server_cpu_s_per_doc": None if used is None or not docs else round(used / docs, 6),
+            "server_busy": None if used is None else round(used / seconds, 2),
+        }
+
+
+def timed(client: CouchClient, server: ServerProcess, db: str, n: int, k: int, way: Way) -> dict[str, Any]:
+    seed(client, db, n, k)
+    ids = conflicted_ids(client, db)
+    clock = ServerClock(server)
+    clock.start()
+    way(client, db, ids)
+    measured = clock.stop(len(ids))
+    return {"docs": len(ids), **measured, "left_conflicted": remaining(client, db, ids)}
+
+
+def timed_reference(client: CouchClient, server: ServerProcess, db: str, n: int, k: int) -> dict[str, Any]:
+    tally = Tally()
+    result = timed(client, server, db, n, k, lambda c, d, ids: reference(c, d, ids, tally))
+    return {**result, "tally": tally.as_json()}
+
 
 def farm(
-    client: CouchClient, couch_url: str, redis_url: str, db: str, n: int, k: int, workers: int
+    client: CouchClient,
+    server: ServerProcess,
+    couch_url: str,
+    redis_url: str,
+    db: str,
+    n: int,
+    k: int,
+    workers: int,
 ) -> dict[str, Any]:
     seed(client, db, n, k)
     ids = conflicted_ids(client, db)
     state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
     state.pause(db)  # the farm starts and takes the lease, but reads nothing until the clock starts
     run = FarmRun(couch_url, redis_url, db, workers)
+    clock = ServerClock(server)
     try:
         run.start_workers()
         run.start_dispatcher()
         wait(lambda: state.holder(db)[0] is not None, 60)
         time.sleep(3)  # the worker pool is up (Celery starts in about a second)
-        started, cpu = time.perf_counter(), server_cpu()
+        clock.start()
         state.resume(db)
         wait(lambda: idle(client, state, db), 900, interval=0.25)
-        seconds = time.perf_counter() - started
-        busy = round((server_cpu() - cpu) / seconds, 2) if SERVER_PID else None
+        measured = clock.stop(len(ids))
         rss = {name: [round(peak_rss_mb(p), 1) for p in pids] for name, pids in run.pids().items()}
     finally:
         run.stop()
     left = remaining(client, db, ids)
-    return {
-        "workers": workers,
-        "docs": len(ids),
-        "seconds": round(seconds, 2),
-        "docs_per_s": round(len(ids) / seconds, 1),
-        "left_conflicted": left,
-        "rss_mb": rss,
-        "server_busy": busy,
-    }
+    return {"workers": workers, "docs": len(ids), **measured, "left_conflicted": left, "rss_mb": rss}
 
 
 def idle(client: CouchClient, state: FarmState, db: str) -> bool:
@@ -93,16 +140,18 @@ def main() -> None:
     pouch = None if args.url else PouchServer().start()
     redis_server = RedisServer().start()
     couch_url = args.url or pouch.url  # type: ignore[union-attr]
-    if pouch is not None and pouch.proc is not None:
-        SERVER_PID.append(pouch.proc.pid)
+    server = find_server(args.url) if args.url else local_server(pouch)
     client = CouchClient(couch_url, timeout=(3.05, 300))
     tag = str(int(time.time()))
     results: dict[str, Any] = {"docs": args.docs, "leaves": args.leaves, "server": client.server_info()}
+    results["server_process"] = server.how
     try:
-        results["reference"] = timed(client, f"bench-ref-{tag}", args.docs, args.leaves, reference)
-        results["naive"] = timed(client, f"bench-naive-{tag}", args.naive_docs, args.leaves, naive)
+        results["reference"] = timed_reference(client, server, f"bench-ref-{tag}", args.docs, args.leaves)
+        results["naive"] = timed(client, server, f"bench-naive-{tag}", args.naive_docs, args.leaves, naive)
         results["farm"] = [
-            farm(client, couch_url, redis_server.url, f"bench-farm{w}-{tag}", args.docs, args.leaves, w)
+            farm(
+                client, server, couch_url, redis_server.url, f"bench-farm{w}-{tag}", args.docs, args.leaves, w
+            )
             for w in (int(x) for x in args.workers.split(","))
         ]
         results["trickle"] = trickle_run(client, couch_url, redis_server.url, f"bench-trickle-{tag}", args)
@@ -113,31 +162,16 @@ def main() -> None:
         redis_server.stop()
         if pouch is not None:
             pouch.stop()
+    results["targets"] = targets_json(results)
     report(results)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=2)
 
 
-SERVER_PID: list[int] = []  #: the local pouchdb-server, whose CPU use shows when the server is the limit
-
-
-def server_cpu() -> float:
-    return cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
-
-
-def timed(client: CouchClient, db: str, n: int, k: int, way: Any) -> dict[str, Any]:
-    seed(client, db, n, k)
-    ids = conflicted_ids(client, db)
-    cpu = server_cpu()
-    seconds = way(client, db, ids)
-    return {
-        "docs": len(ids),
-        "seconds": round(seconds, 2),
-        "docs_per_s": round(len(ids) / seconds, 1),
-        "left_conflicted": remaining(client, db, ids),
-        "server_busy": round((server_cpu() - cpu) / seconds, 2) if SERVER_PID else None,
-    }
+def local_server(pouch: PouchServer | None) -> ServerProcess:
+    pid = pouch.proc.pid if pouch is not None and pouch.proc is not None else None
+    return ServerProcess(pid, f"pouchdb-server's node process (pid {pid}), started by the benchmark")
 
 
 def trickle_run(client: CouchClient, couch_url: str, redis_url: str, db: str, args: Any) -> dict[str, Any]:
@@ -159,36 +193,6 @@ def trickle_run(client: CouchClient, couch_url: str, redis_url: str, db: str, ar
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p99_s": round(p99, 3) if p99 is not None else None,
     }
-
-
-def report(r: dict[str, Any]) -> None:
-    ref, nai = r["reference"]["docs_per_s"], r["naive"]["docs_per_s"]
-    print(f"\ncouchfarm benchmark: {r['docs']} conflicted documents x {r['leaves']} leaves, ~1 KB bodies")
-    print(f"{'way':<28}{'docs':>7}{'seconds':>9}{'docs/s':>9}{'left':>6}{'server CPU':>12}")
-    rows = [("reference (1 process)", r["reference"]), ("naive (per document)", r["naive"])]
-    rows += [(f"couchfarm, {f['workers']} worker(s)", f) for f in r["farm"]]
-    for name, row in rows:
-        busy = f"{row['server_busy']:.0%}" if row.get("server_busy") is not None else "-"
-        print(
-            f"{name:<28}{row['docs']:>7}{row['seconds']:>9}{row['docs_per_s']:>9}{row['left_conflicted']:>6}"
-            f"{busy:>12}"
-        )
-    print()
-    for f in r["farm"]:
-        print(
-            f"farm/reference with {f['workers']} worker(s): {f['docs_per_s'] / ref:.2f}   "
-            f"farm/naive: {f['docs_per_s'] / nai:.1f}"
-        )
-    t = r["trickle"]
-    print(
-        f"\ntrickle of {t['rate_per_s']}/s: {t['resolved']} resolved, "
-        f"latency p50 {t['p50_s']} s, p99 {t['p99_s']} s"
-    )
-    print("\npeak RSS (MB):")
-    for f in r["farm"]:
-        print(f"  {f['workers']} worker(s): " + ", ".join(f"{k} {v}" for k, v in f["rss_mb"].items()))
-    if "server_rss_mb" in r:
-        print(f"  pouchdb-server {r['server_rss_mb']}, redis-server {r['redis_rss_mb']}")
 
 
 if __name__ == "__main__":

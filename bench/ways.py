@@ -1,4 +1,4 @@
-"""The three ways of resolving that the benchmark compares, on the same server in the same run."""
+"""The naive way and the farm's processes (the reference is ``bench.reference``), and peak RSS."""
 
 from __future__ import annotations
 
@@ -9,47 +9,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from couchfarm.canonical import canonical
+import yaml
+
+from bench.merge import LWW, writes_for
 from couchfarm.couch import CouchClient
-from couchfarm.models import TOMBSTONE_FIELD, Leaf, winner_key
-
-LWW_CONFIG = """databases:
-  - name: "{db}"
-    strategy: lww
-    options: {{field: updated_at}}
-batch_size: {batch}
-batch_max_wait: 0.2
-feed_deadline: 2
-"""
 
 
-def lww_writes(doc_id: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The merged winner and the tombstones, in one list (the reference does not wait in between)."""
-    live = sorted(
-        (Leaf.from_doc(d) for d in docs if not d.get("_deleted")),
-        key=lambda leaf: winner_key(leaf.rev, False),
-        reverse=True,
+def farm_config(db: str, batch: int) -> str:
+    """The farm's configuration: one database, resolved with the benchmark's :data:`~bench.merge.LWW`."""
+    rule = {"name": db, "strategy": LWW.strategy, "options": dict(LWW.options)}
+    return yaml.safe_dump(
+        {"databases": [rule], "batch_size": batch, "batch_max_wait": 0.2, "feed_deadline": 2}, sort_keys=False
     )
-    if len(live) < 2:
-        return []
-    newest = max(live, key=lambda leaf: (leaf.body.get("updated_at", ""), leaf.rev))
-    out = [{"_id": doc_id, "_rev": live[0].rev, **canonical(newest.body)}]
-    out += [{"_id": doc_id, "_rev": leaf.rev, "_deleted": True, TOMBSTONE_FIELD: True} for leaf in live[1:]]
-    return out
-
-
-def reference(client: CouchClient, db: str, ids: list[str], batch: int = 100) -> float:
-    """The fastest single process: one bulk leaf read and one ``_bulk_docs`` per batch."""
-    started = time.perf_counter()
-    for i in range(0, len(ids), batch):
-        chunk = ids[i : i + batch]
-        leaves = client.read_leaves(db, chunk)
-        writes = [w for doc_id in chunk for w in lww_writes(doc_id, leaves[doc_id])]
-        client.bulk_docs(db, writes)
-    return time.perf_counter() - started
 
 
 def naive(client: CouchClient, db: str, ids: list[str]) -> float:
@@ -61,7 +34,7 @@ def naive(client: CouchClient, db: str, ids: list[str]) -> float:
         docs = [winner] + [
             client.http.request("GET", path, params={"rev": r}).json() for r in winner.get("_conflicts", [])
         ]
-        writes = lww_writes(doc_id, docs)
+        writes = writes_for(db, doc_id, docs)
         if writes:
             client.http.request("POST", f"{db}/_bulk_docs", body={"docs": writes})
     return time.perf_counter() - started
@@ -73,7 +46,7 @@ class FarmRun:
     def __init__(self, couch_url: str, redis_url: str, db: str, workers: int, batch: int = 100) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="couchfarm-bench-"))
         config = self.folder / "farm.yaml"
-        config.write_text(LWW_CONFIG.format(db=db, batch=batch))
+        config.write_text(farm_config(db, batch))
         self.env = {
             **os.environ,
             "COUCHFARM_COUCH_URL": couch_url,
@@ -129,12 +102,3 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc), 0 when unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
