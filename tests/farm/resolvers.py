@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -44,10 +45,8 @@ def stuck(conflict: Any) -> dict[str, Any]:
     """The first time: ignores the soft time limit and hangs until the hard limit kills its process."""
     if _first_time(conflict):
         while True:
-            try:
+            with contextlib.suppress(BaseException):  # the soft time limit, ignored on purpose
                 time.sleep(60)
-            except BaseException:  # noqa: S110 - the soft time limit, ignored on purpose
-                pass
     return newest(conflict)
 
 

@@ -110,7 +110,8 @@ def test_random_sigkills_while_a_backlog_drains(
         wait_for(lambda: left(client, db) == 0 and not ledger.batches(db), bound + 60, "everything settled")
         settled = time.monotonic() - last_kill
         print(
-            f"\nchaos: {len(chaos.kills)} kills ({', '.join(chaos.kills)}); undisturbed rate {rate:.0f} docs/s;"
+            f"\nchaos: {len(chaos.kills)} kills ({', '.join(chaos.kills)});"
+            f" undisturbed rate {rate:.0f} docs/s;"
             f" {remaining} conflicts left at the last kill (drain {drain:.1f}s);"
             f" settled {settled:.1f}s after it (bound 2 x lease_ttl + 2 x drain + 10s = {bound:.1f}s)"
         )
