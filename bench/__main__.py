@@ -24,7 +24,7 @@ from bench.report import report, targets_json
 from bench.seed import conflicted_ids, remaining, seed
 from bench.server import ServerProcess, find_server
 from bench.trickle import trickle
-from bench.ways import FarmRun, naive, peak_rss_mb
+from bench.ways import BENCH_FARM, FarmRun, naive, peak_rss_mb
 from couchfarm.couch import CouchClient
 from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
@@ -86,7 +86,7 @@ def farm(
 ) -> dict[str, Any]:
     seed(client, db, n, k)
     ids = conflicted_ids(client, db)
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), BENCH_FARM)
     state.pause(db)  # the farm starts and takes the lease, but reads nothing until the clock starts
     run = FarmRun(couch_url, redis_url, db, workers)
     clock = ServerClock(server)
@@ -108,7 +108,7 @@ def farm(
 
 def idle(client: CouchClient, state: FarmState, db: str) -> bool:
     cp = state.checkpoint(db)
-    if cp.read is None or Ledger(state.redis).batches(db):
+    if cp.read is None or Ledger(state.redis, state.farm).batches(db):
         return False
     return not client.changes(db, since=cp.read, limit=1).results
 
@@ -180,7 +180,7 @@ def trickle_run(client: CouchClient, couch_url: str, redis_url: str, db: str, ar
     try:
         run.start_workers()
         run.start_dispatcher()
-        state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+        state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), BENCH_FARM)
         wait(lambda: state.holder(db)[0] is not None, 60)
         time.sleep(3)
         latencies = trickle(client, db, args.trickle_rate, args.trickle_seconds)

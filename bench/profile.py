@@ -22,7 +22,7 @@ import redis
 from bench.__main__ import idle, wait
 from bench.seed import seed
 from bench.server import ServerProcess
-from bench.ways import FarmRun
+from bench.ways import BENCH_FARM, FarmRun
 from couchfarm.couch import CouchClient
 from couchfarm.state import FarmState
 from workers.local_servers import PouchServer, RedisServer
@@ -99,7 +99,7 @@ def profile_reference(spy: str, pouch: PouchServer, db: str, out: Path) -> None:
 def profile_farm(
     spy: str, client: CouchClient, couch_url: str, redis_url: str, db: str, docs: int, out: Path
 ) -> None:
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), BENCH_FARM)
     state.pause(db)
     run = FarmRun(couch_url, redis_url, db, workers=1)
     try:

@@ -40,6 +40,9 @@ def naive(client: CouchClient, db: str, ids: list[str]) -> float:
     return time.perf_counter() - started
 
 
+BENCH_FARM = "bench"  #: the farm name of the benchmark's farm runs
+
+
 class FarmRun:
     """A dispatcher and a worker pool (W processes) as subprocesses, as `couchfarm` runs them."""
 
@@ -51,6 +54,7 @@ class FarmRun:
             **os.environ,
             "COUCHFARM_COUCH_URL": couch_url,
             "COUCHFARM_REDIS_URL": redis_url,
+            "COUCHFARM_FARM": BENCH_FARM,
             "COUCHFARM_CONFIG": str(config),
             "COUCHFARM_LOG_LEVEL": "WARNING",
         }

@@ -369,10 +369,10 @@ def settle(result: DocResult, attempt: int, max_retries: int, correlation_id: st
 
 def log_result(result: DocResult, correlation_id: str = "", attempt: int = 0) -> None:
     """One structured log line per document and attempt, and the matching metrics."""
-    metrics.DOCUMENTS.labels(result.db, result.strategy or "-", result.outcome.value).inc()
+    metrics.DOCUMENTS.labels(metrics.FARM[0], result.db, result.strategy or "-", result.outcome.value).inc()
     if result.outcome is not Outcome.NOOP:
-        metrics.LATENCY.labels(result.db).observe(result.latency_ms / 1000)
-        metrics.LEAVES.labels(result.db).observe(len(result.revs))
+        metrics.LATENCY.labels(metrics.FARM[0], result.db).observe(result.latency_ms / 1000)
+        metrics.LEAVES.labels(metrics.FARM[0], result.db).observe(len(result.revs))
     level = logging.WARNING if result.outcome in (Outcome.DEAD_LETTERED, Outcome.RETRY) else logging.INFO
     log.log(
         level,

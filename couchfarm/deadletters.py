@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from couchfarm import keys
+from couchfarm.keys import Keyspace
 from couchfarm.redact import redact
 
 _ADD = """
@@ -91,18 +92,33 @@ class MemoryDeadLetters:
         return True
 
 
-class DeadLetters:
-    """The Redis store; ``redis`` is an injected client created with ``decode_responses=True``."""
+class DeadLetterMirror(Protocol):
+    """The durable copy of the store (couchfarm/durable.py): written before, deleted after Redis."""
 
-    def __init__(self, redis: Any) -> None:
+    def keep_dead_letter(self, entry: DeadLetter) -> None: ...
+    def drop_dead_letter(self, entry_id: str) -> None: ...
+
+
+class DeadLetters:
+    """The Redis store; ``redis`` is an injected client created with ``decode_responses=True``;
+    ``mirror`` the durable copy (none in unit tests of the store itself)."""
+
+    def __init__(self, redis: Any, farm: str, mirror: DeadLetterMirror | None = None) -> None:
         self.redis = redis
+        self.farm = farm
+        self.mirror = mirror
+        self.ks = Keyspace(farm)
         self._add = redis.register_script(_ADD)
         self._remove = redis.register_script(_REMOVE)
 
     def add(self, entry: DeadLetter, now: float | None = None) -> bool:
-        """Record a failure; False when the same delivery already recorded it (a rerun after a crash
-        between the write and the end of the delivery)."""
+        """Record a failure, durably first; False when the same delivery already recorded it (a
+        rerun after a crash between the write and the end of the delivery)."""
         now = now or time.time()
+        if self.mirror is not None:
+            entry.first_failure = entry.first_failure or now
+            entry.last_failure = now
+            self.mirror.keep_dead_letter(entry)
         fields = {
             k: v
             for k, v in entry.as_json().items()
@@ -113,15 +129,15 @@ class DeadLetters:
             flat += [k, json.dumps(v) if isinstance(v, list) else str(v)]
         args = [entry.id, repr(now), entry.delivery, str(entry.attempts), *flat]
         key_list = [
-            keys.DLQ_ENTRY.format(id=entry.id),
-            keys.DLQ_INDEX,
-            keys.DLQ_BY_DB.format(db=entry.db),
-            keys.DLQ_EVENTS,
+            self.ks(keys.DLQ_ENTRY, id=entry.id),
+            self.ks(keys.DLQ_INDEX),
+            self.ks(keys.DLQ_BY_DB, db=entry.db),
+            self.ks(keys.DLQ_EVENTS),
         ]
         return bool(self._add(keys=key_list, args=args))
 
     def get(self, entry_id: str) -> DeadLetter | None:
-        raw = self.redis.hgetall(keys.DLQ_ENTRY.format(id=entry_id))
+        raw = self.redis.hgetall(self.ks(keys.DLQ_ENTRY, id=entry_id))
         if not raw:
             return None
         return DeadLetter(
@@ -145,14 +161,14 @@ class DeadLetters:
         self, db: str | None = None, since: float | None = None, limit: int = 10_000
     ) -> list[DeadLetter]:
         """Entries oldest first, for one database or all, failed at or after ``since``."""
-        index = keys.DLQ_BY_DB.format(db=db) if db else keys.DLQ_INDEX
+        index = self.ks(keys.DLQ_BY_DB, db=db) if db else self.ks(keys.DLQ_INDEX)
         ids = self.redis.zrangebyscore(
             index, since if since is not None else "-inf", "+inf", start=0, num=limit
         )
         return [e for e in (self.get(i) for i in ids) if e is not None]
 
     def count(self, db: str | None = None) -> int:
-        return int(self.redis.zcard(keys.DLQ_BY_DB.format(db=db) if db else keys.DLQ_INDEX))
+        return int(self.redis.zcard(self.ks(keys.DLQ_BY_DB, db=db) if db else self.ks(keys.DLQ_INDEX)))
 
     def remove(self, entry_id: str, last_failure: float | None = None) -> bool:
         """Delete an entry; with ``last_failure``, only if it has not failed again since (a replay
@@ -161,10 +177,26 @@ class DeadLetters:
         if entry is None:
             return False
         expected = repr(last_failure) if last_failure is not None else ""
-        keys_ = [keys.DLQ_ENTRY.format(id=entry_id), keys.DLQ_INDEX, keys.DLQ_BY_DB.format(db=entry.db)]
-        return bool(self._remove(keys=keys_, args=[entry_id, expected]))
+        keys_ = [
+            self.ks(keys.DLQ_ENTRY, id=entry_id),
+            self.ks(keys.DLQ_INDEX),
+            self.ks(keys.DLQ_BY_DB, db=entry.db),
+        ]
+        removed = bool(self._remove(keys=keys_, args=[entry_id, expected]))
+        if removed and self.mirror is not None:
+            self.mirror.drop_dead_letter(entry_id)
+        return removed
+
+    def put_back(self, entry: DeadLetter) -> None:
+        """An entry as its durable copy has it, after Redis lost it (no failure counted)."""
+        fields = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in entry.as_json().items()}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.ks(keys.DLQ_ENTRY, id=entry.id), mapping=fields)
+        pipe.zadd(self.ks(keys.DLQ_INDEX), {entry.id: entry.last_failure})
+        pipe.zadd(self.ks(keys.DLQ_BY_DB, db=entry.db), {entry.id: entry.last_failure})
+        pipe.execute()
 
     def purge_older_than(self, seconds: float, now: float | None = None) -> int:
         cutoff = (now or time.time()) - seconds
-        ids = self.redis.zrangebyscore(keys.DLQ_INDEX, "-inf", cutoff)
+        ids = self.redis.zrangebyscore(self.ks(keys.DLQ_INDEX), "-inf", cutoff)
         return sum(self.remove(i) for i in ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from couchfarm import metrics, trace
@@ -10,6 +11,7 @@ from couchfarm.archive import Archive
 from couchfarm.batch import Policy
 from couchfarm.breaker import BreakerState, CircuitBreaker, RetryPolicy
 from couchfarm.couch import CouchClient
+from couchfarm.errors import ConfigError, CouchError
 from couchfarm.http import make_session
 from couchfarm.ledger import Timing
 from couchfarm.redact import redact_url
@@ -37,7 +39,7 @@ def couch_client(settings: Settings, url: str | None = None) -> CouchClient:
 
     def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
         metrics.on_request(method, path, status, seconds)
-        metrics.BREAKER.labels(server).set(BREAKER_LEVEL[breaker.state])
+        metrics.BREAKER.labels(metrics.FARM[0], server).set(BREAKER_LEVEL[breaker.state])
 
     return CouchClient(
         url or settings.couch_url,
@@ -112,11 +114,15 @@ def policy(settings: Settings, *, dry_run: bool = False) -> Policy:
     )
 
 
-def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
+def redis_client(url: str, tls: TLSFiles | None = None, sentinel_master: str | None = None) -> Any:
     """The state Redis client (decoded strings, health checks); for ``rediss://`` one ping at start
-    turns a bad certificate into a clear ``TLSError`` now, not at the first command."""
+    turns a bad certificate into a clear ``TLSError`` now, not at the first command. A
+    ``sentinel://h1:p1;sentinel://h2:p2/db`` URL (kombu's form) asks the sentinels for the master
+    named ``sentinel_master`` and follows it through failovers."""
     import redis
 
+    if url.lower().startswith("sentinel://"):
+        return _sentinel_client(url, sentinel_master or "mymaster")
     files = tls or TLSFiles.for_settings("redis")
     client = redis.Redis.from_url(
         url, decode_responses=True, health_check_interval=30, **redis_options(url, files)
@@ -124,3 +130,60 @@ def redis_client(url: str, tls: TLSFiles | None = None) -> Any:
     if url.lower().startswith("rediss://"):
         check_handshake(client.ping, url, files)
     return client
+
+
+def _sentinel_client(url: str, master: str) -> Any:
+    from urllib.parse import urlsplit
+
+    from redis.sentinel import Sentinel
+
+    parts = [urlsplit(part) for part in url.split(";") if part.strip()]
+    hosts = [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts]
+    auth = next((p for p in parts if p.password), None)
+    db = next((int(p.path.strip("/")) for p in parts if p.path.strip("/")), 0)
+    timeouts = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+    sentinel = Sentinel(hosts, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
+        master,
+        decode_responses=True,
+        health_check_interval=30,
+        db=db,
+        username=auth.username if auth else None,
+        password=auth.password if auth else None,
+    )
+
+
+def state_redis(settings: Settings) -> Any:
+    """The state Redis client of ``settings``; ``ConfigError`` naming the setting when there is none."""
+    if not settings.redis_url:
+        raise ConfigError(
+            "this command needs the state Redis: set COUCHFARM_REDIS_URL (or redis_url in the file)",
+            field="redis_url",
+        )
+    return redis_client(settings.redis_url, settings.redis_tls, settings.redis_sentinel_master)
+
+
+def farm_id(settings: Settings, client: CouchClient | None = None) -> str:
+    """The farm's name: the ``farm`` setting, else one derived from the CouchDB server's ``uuid``
+    (``GET /``; stable for a server, shared by the nodes of a cluster configured alike)."""
+    if settings.farm:
+        return settings.farm
+    client = client or couch_client(settings)
+    server = redact_url(settings.couch_url)
+    try:
+        uuid = re.sub(r"[^0-9a-f]", "", str(client.server_info().get("uuid", "")).lower())
+    except CouchError as exc:
+        raise ConfigError(
+            f"cannot name the farm from {server} ({type(exc).__name__}: {exc}); set COUCHFARM_FARM",
+            field="farm",
+        ) from None
+    if len(uuid) < 8:
+        raise ConfigError(
+            f"cannot name the farm: {server} has no uuid in GET /; set COUCHFARM_FARM", field="farm"
+        )
+    return f"cf-{uuid[:12]}"
+
+
+def with_farm(settings: Settings, client: CouchClient | None = None) -> Settings:
+    """The settings with ``farm`` filled in (see ``farm_id``)."""
+    return settings if settings.farm else settings.model_copy(update={"farm": farm_id(settings, client)})

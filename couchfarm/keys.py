@@ -1,11 +1,17 @@
 """Every Redis key couchfarm uses, one line each with its type and its bound (TTL, trim or size).
 
-``{db}`` is the database name, ``{id}`` a dead-letter id (a digest of db and doc id), ``{batch}`` a
-batch id. "Bounded by" names what keeps the key from growing without end; a test resolves 10,000
-documents and checks Redis memory against the figure in docs/architecture.md.
+Every key starts with the farm's name (``{farm}``, the ``farm`` setting: by default derived from
+the CouchDB server's uuid), so farms of different clusters can share one Redis and never touch each
+other's state. ``{db}`` is the database name, ``{id}`` a dead-letter id (a digest of db and doc id),
+``{batch}`` a batch id. Each line names what keeps the key from growing without end; a test
+resolves 10,000 documents and checks Redis memory against the figure in docs/architecture.md.
 """
 
-PREFIX = "couchfarm:"
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "couchfarm:{farm}:"
 
 # Dead letters (couchfarm/deadletters.py): bounded by the documents people have not replayed or purged
 DLQ_ENTRY = PREFIX + "dlq:entry:{id}"  #: hash of the entry's fields; no TTL (leaves only by replay or purge)
@@ -32,3 +38,14 @@ ORDINAL = PREFIX + "ordinal:{db}"  #: string counter of batch ordinals; one inte
 INFLIGHT = PREFIX + "inflight:{db}"  #: hash doc id -> batch id holding it; documents of open batches only
 WRITTEN = PREFIX + "written:{db}:{doc}"  #: string JSON list of a document's leaves after a worker settled it;
 #: TTL 1 h (only needed until the follower has read past the farm's own write)
+RESTORED = PREFIX + "restored"  #: string time the durable copies were last restored into Redis; one value
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """The keys of one farm: ``ks(keys.LEASE, db="orders")``."""
+
+    farm: str
+
+    def __call__(self, template: str, **fields: str) -> str:
+        return template.format(farm=self.farm, **fields)

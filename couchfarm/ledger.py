@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from couchfarm import keys
+from couchfarm.keys import Keyspace
 from couchfarm.settings import Settings
 from couchfarm.state import FENCE_LUA, Checkpoint, Lease, call_fenced, fence
 
@@ -295,8 +296,10 @@ class Start:
 class Ledger:
     """The batch records of every database; ``redis`` is injected (``decode_responses=True``)."""
 
-    def __init__(self, redis: Any, clock: Any = time.time) -> None:
+    def __init__(self, redis: Any, farm: str, clock: Any = time.time) -> None:
         self.redis = redis
+        self.farm = farm
+        self.ks = Keyspace(farm)
         self.clock = clock
         self._scripts = {name: redis.register_script(src) for name, src in _SCRIPTS.items()}
 
@@ -314,12 +317,18 @@ class Ledger:
         """Record a batch in feed order and claim it at once when none of its documents is in
         flight; (batch id, whether it is claimed and must be published)."""
         batch_id = uuid.uuid4().hex[:12]
-        k, a = fence(lease)
+        k, a = fence(self.ks, lease)
         db = lease.db
         seq = json.dumps(end_seq) if end_seq is not None else ""
         claimed = call_fenced(
             self._scripts["create"],
-            [*k, _batch(db, batch_id), keys.ORDINAL.format(db=db), keys.BATCHES.format(db=db), _inflight(db)],
+            [
+                *k,
+                self._batch(db, batch_id),
+                self.ks(keys.ORDINAL, db=db),
+                self.ks(keys.BATCHES, db=db),
+                self._inflight(db),
+            ],
             [
                 *a,
                 json.dumps(docs),
@@ -338,76 +347,82 @@ class Ledger:
         """Mark a waiting batch queued and its documents in flight, unless one of them already is;
         ``docs`` first narrows the batch (an empty list completes it without sending). True when
         the batch is to be published."""
-        k, a = fence(lease)
+        k, a = fence(self.ks, lease)
         narrowed = json.dumps(docs) if docs is not None else ""
-        keys_ = [*k, _batch(lease.db, batch_id), _inflight(lease.db)]
+        keys_ = [*k, self._batch(lease.db, batch_id), self._inflight(lease.db)]
         return bool(
             call_fenced(self._scripts["claim"], keys_, [*a, batch_id, self.clock(), narrowed], lease.db) == 1
         )
 
     def sent(self, lease: Lease, batch_id: str) -> None:
         """A publish of the batch succeeded."""
-        k, a = fence(lease)
-        call_fenced(self._scripts["sent"], [*k, _batch(lease.db, batch_id)], [*a, self.clock()], lease.db)
+        k, a = fence(self.ks, lease)
+        call_fenced(
+            self._scripts["sent"], [*k, self._batch(lease.db, batch_id)], [*a, self.clock()], lease.db
+        )
 
     def resend(self, lease: Lease, batch: Batch) -> bool:
         """Put a batch whose runner went silent, or whose message was lost, back to queued-unpublished;
         False when it moved meanwhile (a beat, a start). A silent runner makes the next delivery
         careful: one document at a time, with strikes."""
-        k, a = fence(lease)
+        k, a = fence(self.ks, lease)
         args = [*a, batch.status, batch.mark]
-        return bool(call_fenced(self._scripts["resend"], [*k, _batch(lease.db, batch.id)], args, lease.db))
+        return bool(
+            call_fenced(self._scripts["resend"], [*k, self._batch(lease.db, batch.id)], args, lease.db)
+        )
 
     def advance_done(self, lease: Lease) -> bool:
         """Move ``done`` over the completed batches at the head of the feed order; fenced."""
-        k, a = fence(lease)
+        k, a = fence(self.ks, lease)
         db = lease.db
-        keys_ = [*k, keys.BATCHES.format(db=db), keys.CHECKPOINT.format(db=db)]
-        return bool(call_fenced(self._scripts["advance"], keys_, [*a, _batch(db, ""), self.clock()], db))
+        keys_ = [*k, self.ks(keys.BATCHES, db=db), self.ks(keys.CHECKPOINT, db=db)]
+        return bool(call_fenced(self._scripts["advance"], keys_, [*a, self._batch(db, ""), self.clock()], db))
 
     # -- a runner's moves (fenced by the runner id) ---------------------------------------------
 
     def start(self, db: str, batch_id: str, runner: str, attempt: int, beat_timeout: float) -> Start:
         raw = self._scripts["start"](
-            keys=[_batch(db, batch_id)], args=[runner, attempt, repr(self.clock()), beat_timeout]
+            keys=[self._batch(db, batch_id)], args=[runner, attempt, repr(self.clock()), beat_timeout]
         )
         if raw[0] != "run":
             return Start(str(raw[0]))
         return Start("run", json.loads(raw[1]), int(raw[2]), bool(raw[3]))
 
     def beat(self, db: str, batch_id: str, runner: str) -> bool:
-        return bool(self._scripts["beat"](keys=[_batch(db, batch_id)], args=[runner, repr(self.clock())]))
+        return bool(
+            self._scripts["beat"](keys=[self._batch(db, batch_id)], args=[runner, repr(self.clock())])
+        )
 
     def retry_later(
         self, db: str, batch_id: str, runner: str, docs: list[str], attempt: int, delay: float, careful: bool
     ) -> bool:
         now = self.clock()
         args = [runner, repr(now), json.dumps(docs), attempt, repr(now + delay), "1" if careful else ""]
-        return bool(self._scripts["retry"](keys=[_batch(db, batch_id)], args=args))
+        return bool(self._scripts["retry"](keys=[self._batch(db, batch_id)], args=args))
 
     def complete(self, db: str, batch_id: str, runner: str) -> bool:
         """Every document of the batch is settled: release them and mark the batch done."""
-        keys_ = [_batch(db, batch_id), _inflight(db)]
+        keys_ = [self._batch(db, batch_id), self._inflight(db)]
         return bool(self._scripts["complete"](keys=keys_, args=[runner, batch_id, self.clock()]))
 
     def strike(self, db: str, batch_id: str, doc_id: str) -> int:
         """Count one more delivery that started on ``doc_id`` (cleared by ``spare`` when it returns)."""
-        return int(self._scripts["strike"](keys=[_batch(db, batch_id)], args=[doc_id]))
+        return int(self._scripts["strike"](keys=[self._batch(db, batch_id)], args=[doc_id]))
 
     def spare(self, db: str, batch_id: str, doc_id: str) -> None:
-        self.redis.hdel(_batch(db, batch_id), f"strike:{doc_id}")
+        self.redis.hdel(self._batch(db, batch_id), f"strike:{doc_id}")
 
     # -- reading --------------------------------------------------------------------------------
 
     def snapshot(self, db: str) -> Snapshot:
         keys_ = [
-            keys.CHECKPOINT.format(db=db),
-            keys.PAUSED,
-            keys.OVERLAP.format(db=db),
-            keys.DLQ_BY_DB.format(db=db),
-            keys.BATCHES.format(db=db),
+            self.ks(keys.CHECKPOINT, db=db),
+            self.ks(keys.PAUSED),
+            self.ks(keys.OVERLAP, db=db),
+            self.ks(keys.DLQ_BY_DB, db=db),
+            self.ks(keys.BATCHES, db=db),
         ]
-        raw = self._scripts["snapshot"](keys=keys_, args=[db, _batch(db, "")])
+        raw = self._scripts["snapshot"](keys=keys_, args=[db, self._batch(db, "")])
         batches = [
             Batch.from_hash(db, raw[i], _pairs(raw[i + 1])) for i in range(4, len(raw), 2) if raw[i + 1]
         ]
@@ -418,11 +433,17 @@ class Ledger:
         return self.snapshot(db).batches
 
     def batch(self, db: str, batch_id: str) -> Batch | None:
-        raw = self.redis.hgetall(_batch(db, batch_id))
+        raw = self.redis.hgetall(self._batch(db, batch_id))
         return Batch.from_hash(db, batch_id, raw) if raw else None
 
     def inflight(self, db: str) -> dict[str, str]:
-        return dict(self.redis.hgetall(_inflight(db)))
+        return dict(self.redis.hgetall(self._inflight(db)))
+
+    def _batch(self, db: str, batch_id: str) -> str:
+        return self.ks(keys.BATCH, db=db, batch=batch_id)
+
+    def _inflight(self, db: str) -> str:
+        return self.ks(keys.INFLIGHT, db=db)
 
     # -- the farm's own writes ------------------------------------------------------------------
 
@@ -432,7 +453,7 @@ class Ledger:
             return
         pipe = self.redis.pipeline(transaction=False)
         for doc_id, revs in leaves.items():
-            pipe.set(keys.WRITTEN.format(db=db, doc=doc_id), json.dumps(sorted(revs)), ex=ttl)
+            pipe.set(self.ks(keys.WRITTEN, db=db, doc=doc_id), json.dumps(sorted(revs)), ex=ttl)
         pipe.execute()
 
     def known_leaves(self, db: str, doc_ids: list[str]) -> dict[str, list[str]]:
@@ -440,16 +461,8 @@ class Ledger:
         worker's own write coming back, with nothing new to resolve."""
         if not doc_ids:
             return {}
-        values = self.redis.mget([keys.WRITTEN.format(db=db, doc=d) for d in doc_ids])
+        values = self.redis.mget([self.ks(keys.WRITTEN, db=db, doc=d) for d in doc_ids])
         return {d: json.loads(v) for d, v in zip(doc_ids, values, strict=True) if v}
-
-
-def _batch(db: str, batch_id: str) -> str:
-    return keys.BATCH.format(db=db, batch=batch_id)
-
-
-def _inflight(db: str) -> str:
-    return keys.INFLIGHT.format(db=db)
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:

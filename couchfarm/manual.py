@@ -254,4 +254,4 @@ def _view_rows(client: CouchClient, db: str, page_size: int) -> list[dict[str, A
 
 def paused_databases(state: FarmState) -> list[str]:
     """Databases whose automatic resolution is paused (the set ``FarmState.pause`` writes)."""
-    return sorted(state.redis.smembers(keys.PAUSED))
+    return sorted(state.redis.smembers(state.ks(keys.PAUSED)))

@@ -3,7 +3,9 @@
 Worker processes of the prefork pool share one view through prometheus_client's multiprocess mode:
 the worker entry point sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports this module, and
 its ``/metrics`` endpoint aggregates every child's files. The dispatcher uses the default registry.
-Label values are database names, strategies and outcomes: never document ids (unbounded) nor URLs.
+Every metric carries the ``farm`` label (set once per process, :data:`FARM`), so farms that share a
+Prometheus stay apart. Label values are farm and database names, strategies and outcomes: never
+document ids (unbounded) nor URLs.
 """
 
 from __future__ import annotations
@@ -14,57 +16,64 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+FARM = ["-"]  #: this process's farm (workers/logs.py ``tag_process`` sets it at start)
 _GAUGE_MODE: Any = {"multiprocess_mode": "livemax"} if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else {}
 
 CONFLICTS_DETECTED = Counter(
-    "couchfarm_conflicts_detected", "Documents with more than one leaf handed to workers", ["db"]
+    "couchfarm_conflicts_detected", "Documents with more than one leaf handed to workers", ["farm", "db"]
 )
 DOCUMENTS = Counter(
     "couchfarm_documents",
     "Documents settled, by outcome (resolved, noop, retry, dead_lettered)",
-    ["db", "strategy", "outcome"],
+    ["farm", "db", "strategy", "outcome"],
 )
 LATENCY = Histogram(
     "couchfarm_resolution_latency_seconds",
     "Time to resolve one batch attempt, per document",
-    ["db"],
+    ["farm", "db"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 LEAVES = Histogram(
     "couchfarm_leaves_per_conflict",
     "Live leaves of each conflicted document",
-    ["db"],
+    ["farm", "db"],
     buckets=(2, 3, 4, 6, 10, 20, 50),
 )
 DEEP_CONFLICTS = Counter(
-    "couchfarm_deep_conflicts", "Documents with more live leaves than the alert level", ["db"]
+    "couchfarm_deep_conflicts", "Documents with more live leaves than the alert level", ["farm", "db"]
 )
-LAG = Gauge("couchfarm_lag", "Changes behind the done checkpoint", ["db"], **_GAUGE_MODE)
+LAG = Gauge("couchfarm_lag", "Changes behind the done checkpoint", ["farm", "db"], **_GAUGE_MODE)
 CHECKPOINT_AGE = Gauge(
     "couchfarm_checkpoint_age_seconds",
     "Seconds since a checkpoint last moved",
-    ["db", "checkpoint"],
+    ["farm", "db", "checkpoint"],
     **_GAUGE_MODE,
 )
-LEASES = Counter("couchfarm_lease_events", "Lease acquisitions and losses", ["db", "event"])
-OVERLAP = Gauge("couchfarm_overlap", "Since ranges read twice (0 in normal operation)", ["db"], **_GAUGE_MODE)
-DEAD_LETTERS = Gauge("couchfarm_dead_letters", "Entries in the dead-letter store", ["db"], **_GAUGE_MODE)
-HTTP_ERRORS = Counter("couchfarm_http_errors", "CouchDB requests that failed, by kind", ["kind"])
+LEASES = Counter("couchfarm_lease_events", "Lease acquisitions and losses", ["farm", "db", "event"])
+OVERLAP = Gauge(
+    "couchfarm_overlap", "Since ranges read twice (0 in normal operation)", ["farm", "db"], **_GAUGE_MODE
+)
+DEAD_LETTERS = Gauge(
+    "couchfarm_dead_letters", "Entries in the dead-letter store", ["farm", "db"], **_GAUGE_MODE
+)
+HTTP_ERRORS = Counter("couchfarm_http_errors", "CouchDB requests that failed, by kind", ["farm", "kind"])
 BREAKER = Gauge(
     "couchfarm_breaker_state",
     "Circuit breaker per server: 0 closed, 1 half-open, 2 open",
-    ["server"],
+    ["farm", "server"],
     **_GAUGE_MODE,
 )
-BATCHES_SENT = Counter("couchfarm_batches_sent", "Batch deliveries published to the workers", ["db"])
+BATCHES_SENT = Counter("couchfarm_batches_sent", "Batch deliveries published to the workers", ["farm", "db"])
 BATCHES_RESENT = Counter(
     "couchfarm_batches_resent",
     "Batches sent again because their delivery went silent or their message was lost, by the state seen",
-    ["db", "status"],
+    ["farm", "db", "status"],
 )
-PUBLISH_FAILURES = Counter("couchfarm_publish_failures", "Publishes the broker refused or failed", ["db"])
+PUBLISH_FAILURES = Counter(
+    "couchfarm_publish_failures", "Publishes the broker refused or failed", ["farm", "db"]
+)
 BATCHES_OPEN = Gauge(
-    "couchfarm_batches_open", "Open batches by state of their life", ["db", "status"], **_GAUGE_MODE
+    "couchfarm_batches_open", "Open batches by state of their life", ["farm", "db", "status"], **_GAUGE_MODE
 )
 BATCH_STATES = ("waiting", "queued", "started", "retrying", "done")
 
@@ -88,35 +97,35 @@ def on_request(method: str, path: str, status: int | None, seconds: float) -> No
     """The CouchDB transport's hook."""
     kind = http_kind(status)
     if kind is not None:
-        HTTP_ERRORS.labels(kind).inc()
+        HTTP_ERRORS.labels(FARM[0], kind).inc()
 
 
 def on_event(name: str, **fields: Any) -> None:
     """The engine's and the dispatcher's events."""
     db = str(fields.get("db", ""))
     if name == "deep_conflict":
-        DEEP_CONFLICTS.labels(db).inc()
+        DEEP_CONFLICTS.labels(FARM[0], db).inc()
     elif name in ("lease_acquired", "lease_lost"):
-        LEASES.labels(db, name.removeprefix("lease_")).inc()
+        LEASES.labels(FARM[0], db, name.removeprefix("lease_")).inc()
     elif name == "gauges":
-        LAG.labels(db).set(fields["lag"])
-        OVERLAP.labels(db).set(fields["overlap"])
-        DEAD_LETTERS.labels(db).set(fields.get("dead_letters", 0))
+        LAG.labels(FARM[0], db).set(fields["lag"])
+        OVERLAP.labels(FARM[0], db).set(fields["overlap"])
+        DEAD_LETTERS.labels(FARM[0], db).set(fields.get("dead_letters", 0))
         cp = fields["checkpoint"]
         for which, at in (("read", cp.read_at), ("done", cp.done_at)):
             if at:
-                CHECKPOINT_AGE.labels(db, which).set(max(0.0, time.time() - at))
+                CHECKPOINT_AGE.labels(FARM[0], db, which).set(max(0.0, time.time() - at))
         states = [b.status for b in fields.get("batches", [])]
         for status in BATCH_STATES:
-            BATCHES_OPEN.labels(db, status).set(states.count(status))
+            BATCHES_OPEN.labels(FARM[0], db, status).set(states.count(status))
     elif name == "batch_sent":
-        BATCHES_SENT.labels(db).inc()
+        BATCHES_SENT.labels(FARM[0], db).inc()
         if fields.get("first", True):
-            CONFLICTS_DETECTED.labels(db).inc(int(fields.get("docs", 0)))
+            CONFLICTS_DETECTED.labels(FARM[0], db).inc(int(fields.get("docs", 0)))
     elif name == "batch_resent":
-        BATCHES_RESENT.labels(db, str(fields.get("status", ""))).inc()
+        BATCHES_RESENT.labels(FARM[0], db, str(fields.get("status", ""))).inc()
     elif name == "publish_failed":
-        PUBLISH_FAILURES.labels(db).inc()
+        PUBLISH_FAILURES.labels(FARM[0], db).inc()
 
 
 def serve(port: int, multiprocess: bool = False) -> None:

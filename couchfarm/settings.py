@@ -83,10 +83,17 @@ class Settings(BaseSettings):
     couch_key_file: str | None = Field(None, validate_default=True)  #: unencrypted key of couch_cert_file
     couch_verify: bool = True  #: check the server's certificate and name; off logs a warning at start
 
+    # The farm: one per CouchDB cluster; every Redis key and the Celery queue carry its name
+    farm: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,47}$")  #: default: from the server's uuid
+    state_db: str = Field(
+        "couchfarm_state", pattern=r"^[a-z][a-z0-9_$()+/-]*$"
+    )  #: durable dead letters, pauses
+
     # Redis and Celery
     redis_url: str | None = None
     broker_url: str | None = None  #: defaults to redis_url
     result_url: str | None = None  #: defaults to redis_url
+    redis_sentinel_master: str | None = None  #: the master's name when the URLs are sentinel:// ones
     # TLS to Redis (rediss:// URLs): the state client, the broker and the result backend
     redis_ca_file: str | None = None
     redis_cert_file: str | None = None

@@ -18,10 +18,11 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from couchfarm import keys
 from couchfarm.errors import LeaseLost
+from couchfarm.keys import Keyspace
 
 FENCE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
@@ -100,16 +101,27 @@ class Checkpoint:
         )
 
 
-def fence(lease: Lease) -> tuple[list[str], list[Any]]:
+class PauseMirror(Protocol):
+    """The durable copy of the pause switch (couchfarm/durable.py)."""
+
+    def set_paused(self, db: str, paused: bool) -> None: ...
+
+
+def fence(ks: Keyspace, lease: Lease) -> tuple[list[str], list[Any]]:
     """The first keys and arguments of every script that starts with ``FENCE_LUA``."""
-    return [keys.LEASE.format(db=lease.db), keys.FENCE.format(db=lease.db)], [lease.owner, str(lease.token)]
+    return [ks(keys.LEASE, db=lease.db), ks(keys.FENCE, db=lease.db)], [lease.owner, str(lease.token)]
 
 
 class FarmState:
     """All of one farm's Redis state; ``redis`` is injected (``decode_responses=True``)."""
 
-    def __init__(self, redis: Any, clock: Any = time.time) -> None:
+    def __init__(
+        self, redis: Any, farm: str, clock: Any = time.time, mirror: PauseMirror | None = None
+    ) -> None:
         self.redis = redis
+        self.farm = farm
+        self.mirror = mirror
+        self.ks = Keyspace(farm)
         self.clock = clock
         self._scripts = {name: redis.register_script(src) for name, src in _SCRIPTS.items()}
 
@@ -128,41 +140,51 @@ class FarmState:
         value = f"{owner}#{uuid.uuid4().hex[:8]}"
         token = int(
             self._run(
-                "acquire", [keys.LEASE.format(db=db), keys.FENCE.format(db=db)], [value, int(ttl * 1000)]
+                "acquire", [self.ks(keys.LEASE, db=db), self.ks(keys.FENCE, db=db)], [value, int(ttl * 1000)]
             )
         )
         if not token:
             return None
-        self.redis.sadd(keys.DATABASES, db)
+        self.redis.sadd(self.ks(keys.DATABASES), db)
         return Lease(db, value, token)
 
+    def raise_token(self, lease: Lease, floor: int) -> Lease:
+        """The same lease with a fencing token of at least ``floor`` (the token the database's
+        ``_local`` mirror last recorded): after Redis lost writes (a FLUSHALL, a failover) the
+        counter may have gone back, and a token number is never to be handed out twice."""
+        keys_ = [self.ks(keys.LEASE, db=lease.db), self.ks(keys.FENCE, db=lease.db)]
+        token = int(self._run("raise", keys_, [lease.owner, floor], lease.db))
+        if not token:
+            raise LeaseLost(f"lease of {lease.db} lost before its token was raised", db=lease.db)
+        return Lease(lease.db, lease.owner, token)
+
     def renew(self, lease: Lease, ttl: float) -> bool:
-        return bool(self._run("renew", [keys.LEASE.format(db=lease.db)], [lease.owner, int(ttl * 1000)]))
+        return bool(self._run("renew", [self.ks(keys.LEASE, db=lease.db)], [lease.owner, int(ttl * 1000)]))
 
     def release(self, lease: Lease) -> bool:
-        return bool(self._run("release", [keys.LEASE.format(db=lease.db)], [lease.owner]))
+        return bool(self._run("release", [self.ks(keys.LEASE, db=lease.db)], [lease.owner]))
 
     def holder(self, db: str) -> tuple[str | None, int, int]:
         """(owner, ms left, current fencing token) of a database's lease."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.get(keys.LEASE.format(db=db))
-        pipe.pttl(keys.LEASE.format(db=db))
-        pipe.get(keys.FENCE.format(db=db))
+        pipe.get(self.ks(keys.LEASE, db=db))
+        pipe.pttl(self.ks(keys.LEASE, db=db))
+        pipe.get(self.ks(keys.FENCE, db=db))
         owner, ttl, token = pipe.execute()
         return owner, max(int(ttl), 0), int(token or 0)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
     def checkpoint(self, db: str) -> Checkpoint:
-        return Checkpoint.from_hash(self.redis.hgetall(keys.CHECKPOINT.format(db=db)))
+        return Checkpoint.from_hash(self.redis.hgetall(self.ks(keys.CHECKPOINT, db=db)))
 
     def write_checkpoint(self, lease: Lease, field: str, seq: Any) -> None:
         """Fenced write of ``read`` or ``done``; ``LeaseLost`` when the lease moved on."""
         assert field in ("read", "done")
-        k, a = fence(lease)
+        k, a = fence(self.ks, lease)
         self._run(
             "checkpoint",
-            [*k, keys.CHECKPOINT.format(db=lease.db)],
+            [*k, self.ks(keys.CHECKPOINT, db=lease.db)],
             [*a, field, json.dumps(seq), self.clock()],
             lease.db,
         )
@@ -178,13 +200,13 @@ class FarmState:
         is not resumed from, so the rescan the operator asked for happens.
         """
         keys_ = [
-            keys.LEASE.format(db=db),
-            keys.FENCE.format(db=db),
-            keys.CHECKPOINT.format(db=db),
-            keys.BATCHES.format(db=db),
-            keys.INFLIGHT.format(db=db),
+            self.ks(keys.LEASE, db=db),
+            self.ks(keys.FENCE, db=db),
+            self.ks(keys.CHECKPOINT, db=db),
+            self.ks(keys.BATCHES, db=db),
+            self.ks(keys.INFLIGHT, db=db),
         ]
-        args = [keys.BATCH.format(db=db, batch=""), "1" if fence_mirror else ""]
+        args = [self.ks(keys.BATCH, db=db, batch=""), "1" if fence_mirror else ""]
         return int(self._scripts["reset"](keys=keys_, args=args))
 
     # -- overlap and discovery ------------------------------------------------------------------
@@ -192,49 +214,54 @@ class FarmState:
     def record_read(self, lease: Lease, since: Any) -> bool:
         """Remember that the feed was read from ``since``; False (and the overlap counter +1) if it
         had been read from there before. Fenced: a stale holder's reads are not counted."""
-        k, a = fence(lease)
-        keys_ = [*k, keys.READS.format(db=lease.db), keys.OVERLAP.format(db=lease.db)]
+        k, a = fence(self.ks, lease)
+        keys_ = [*k, self.ks(keys.READS, db=lease.db), self.ks(keys.OVERLAP, db=lease.db)]
         return bool(self._run("read", keys_, [*a, json.dumps(since), self.clock()], lease.db))
 
     def set_lag(self, db: str, lag: int) -> None:
-        self.redis.set(keys.LAG.format(db=db), lag, ex=86400)
+        self.redis.set(self.ks(keys.LAG, db=db), lag, ex=86400)
 
     def lag(self, db: str) -> int | None:
-        value = self.redis.get(keys.LAG.format(db=db))
+        value = self.redis.get(self.ks(keys.LAG, db=db))
         return int(value) if value is not None else None
 
     def overlap(self, db: str) -> int:
-        return int(self.redis.get(keys.OVERLAP.format(db=db)) or 0)
+        return int(self.redis.get(self.ks(keys.OVERLAP, db=db)) or 0)
 
-    def pause(self, db: str) -> None:
+    def pause(self, db: str, *, durable: bool = True) -> None:
         """Stop automatic resolution of ``db``: its follower stops reading (batches in flight finish),
-        so conflicts stay for people and are picked up from the same checkpoint on resume."""
-        self.redis.sadd(keys.PAUSED, db)
+        so conflicts stay for people and are picked up from the same checkpoint on resume. The
+        durable copy is written first, so a Redis that loses its data does not un-pause it."""
+        if durable and self.mirror is not None:
+            self.mirror.set_paused(db, True)
+        self.redis.sadd(self.ks(keys.PAUSED), db)
 
     def resume(self, db: str) -> None:
-        self.redis.srem(keys.PAUSED, db)
+        self.redis.srem(self.ks(keys.PAUSED), db)
+        if self.mirror is not None:
+            self.mirror.set_paused(db, False)
 
     def is_paused(self, db: str) -> bool:
-        return bool(self.redis.sismember(keys.PAUSED, db))
+        return bool(self.redis.sismember(self.ks(keys.PAUSED), db))
 
     def forget(self, db: str) -> None:
         """Drop a deleted database from the set ``status`` reports (its checkpoints go with it)."""
-        self.redis.srem(keys.DATABASES, db)
+        self.redis.srem(self.ks(keys.DATABASES), db)
         self.reset_checkpoint(db, fence_mirror=False)
 
     def databases(self) -> list[str]:
-        return sorted(self.redis.smembers(keys.DATABASES))
+        return sorted(self.redis.smembers(self.ks(keys.DATABASES)))
 
     def heartbeat(self, dispatcher: str) -> None:
-        self.redis.zadd(keys.DISPATCHERS, {dispatcher: self.clock()})
+        self.redis.zadd(self.ks(keys.DISPATCHERS), {dispatcher: self.clock()})
 
     def live_dispatchers(self, within: float) -> list[str]:
         now = self.clock()
-        self.redis.zremrangebyscore(keys.DISPATCHERS, "-inf", now - 10 * within)
-        return sorted(self.redis.zrangebyscore(keys.DISPATCHERS, now - within, "+inf"))
+        self.redis.zremrangebyscore(self.ks(keys.DISPATCHERS), "-inf", now - 10 * within)
+        return sorted(self.redis.zrangebyscore(self.ks(keys.DISPATCHERS), now - within, "+inf"))
 
     def leave(self, dispatcher: str) -> None:
-        self.redis.zrem(keys.DISPATCHERS, dispatcher)
+        self.redis.zrem(self.ks(keys.DISPATCHERS), dispatcher)
 
 
 _RESET = """
@@ -246,6 +273,16 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], 'reset_token', token) end
 return token
 """
 
+_RAISE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local token = tonumber(redis.call('GET', KEYS[2]) or '0')
+if token < tonumber(ARGV[2]) then
+  token = tonumber(ARGV[2])
+  redis.call('SET', KEYS[2], token)
+end
+return token
+"""
+
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "renew": _RENEW,
@@ -253,4 +290,5 @@ _SCRIPTS = {
     "checkpoint": _CHECKPOINT,
     "read": _READ,
     "reset": _RESET,
+    "raise": _RAISE,
 }

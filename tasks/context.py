@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from couchfarm import factory
 from couchfarm.batch import BatchLife, LedgerRecord
 from couchfarm.deadletters import DeadLetter, DeadLetters
-from couchfarm.errors import ConfigError
+from couchfarm.durable import Durable
 from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
@@ -58,22 +58,27 @@ def context() -> WorkerContext:
 def _build(settings: Settings | None) -> WorkerContext:
     if settings is None:
         raise RuntimeError("the worker was not configured with couchfarm settings")
-    if not settings.redis_url:  # the worker refuses to start without one (workers/cli_farm.py)
-        raise ConfigError("a worker needs the state Redis: set COUCHFARM_REDIS_URL", field="redis_url")
-    redis = factory.redis_client(settings.redis_url, settings.redis_tls)
-    store = DeadLetters(redis)
+    client = factory.couch_client(settings)
+    settings = factory.with_farm(settings, client)  # the worker's entry point has resolved it already
+    farm = str(settings.farm)
+    redis = factory.state_redis(settings)  # the worker refuses to start without one (workers/cli_farm.py)
+    store = DeadLetters(redis, farm, mirror=Durable(client, settings.state_db, farm))
     interrupts = (SoftTimeLimitExceeded,)
-    engine = factory.engine(settings, factory.couch_client(settings), interrupts=interrupts)
+    engine = factory.engine(settings, client, interrupts=interrupts)
     policy = factory.policy(settings)
-    record = LedgerRecord(Ledger(redis), policy.beat_timeout)
+    record = LedgerRecord(Ledger(redis, farm), policy.beat_timeout)
     life = BatchLife(engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=interrupts)
     return WorkerContext(settings, engine, store, redis, life)
 
 
 def show_in_flower(entry: DeadLetter) -> None:
-    """One ``couchfarm.dead_letter`` task per stored dead letter: Flower shows its event."""
+    """One ``couchfarm.dead_letter`` task per stored dead letter, on the farm's queue: Flower shows
+    its event (with the farm in its arguments)."""
     from tasks.deadletter import dead_letter
 
+    farm = str(context().settings.farm)
     dead_letter.apply_async(
-        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id]
+        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id],
+        kwargs={"farm": farm},
+        queue=f"couchfarm.{farm}",
     )

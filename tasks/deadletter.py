@@ -21,10 +21,18 @@ from tasks.context import context
 
 @shared_task(bind=True, name="couchfarm.dead_letter", ignore_result=True)
 def dead_letter(
-    self: Any, db: str, doc_id: str, error: str, reason: str, entry_id: str, correlation_id: str = ""
+    self: Any,
+    db: str,
+    doc_id: str,
+    error: str,
+    reason: str,
+    entry_id: str,
+    correlation_id: str = "",
+    farm: str = "",
 ) -> None:
     self.send_event(
         "task-dead_lettered",
+        farm=farm,
         db=db,
         doc_id=doc_id,
         error=error,

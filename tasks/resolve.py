@@ -9,27 +9,50 @@ fixed so that moving this file never renames the task.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Reject
 
 from couchfarm import trace
 from couchfarm.batch import Job
 from tasks.context import context
 
+log = logging.getLogger("couchfarm.tasks")
+
 
 @shared_task(bind=True, name="couchfarm.resolve_batch", max_retries=None, ignore_result=True)
 def resolve_batch(
-    self: Any, db: str, doc_ids: list[str], correlation_id: str = "", batch_id: str = "", attempt: int = 0
+    self: Any,
+    db: str,
+    doc_ids: list[str],
+    correlation_id: str = "",
+    batch_id: str = "",
+    attempt: int = 0,
+    farm: str = "",
 ) -> None:
+    ctx = context()
+    if farm and farm != ctx.settings.farm:
+        # another farm's batch: resolving it here would read and write the wrong CouchDB. Dropped
+        # loudly; its own farm's dispatcher re-sends it to its own queue (a lost message).
+        log.error(
+            "batch %s of %s belongs to farm %s, not to this worker's farm %s: refused",
+            batch_id,
+            db,
+            farm,
+            ctx.settings.farm,
+            extra={"db": db, "batch": batch_id, "task_farm": farm},
+        )
+        raise Reject(f"batch of farm {farm} sent to farm {ctx.settings.farm}", requeue=False)
     parent = incoming_traceparent(self.request)
     job = Job(db, tuple(doc_ids), batch_id, attempt, correlation_id, runner=self.request.id or "")
     with trace.activated(parent, "couchfarm.resolve_batch"):
-        delivery = context().life.deliver(job)
+        delivery = ctx.life.deliver(job)
     if delivery.retry:
         raise self.retry(
             args=[db, delivery.retry, correlation_id],
-            kwargs={"batch_id": batch_id, "attempt": delivery.attempt},
+            kwargs={"batch_id": batch_id, "attempt": delivery.attempt, "farm": str(ctx.settings.farm)},
             countdown=delivery.countdown,
             max_retries=None,
             headers={"traceparent": parent} if parent else None,

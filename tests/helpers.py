@@ -11,6 +11,8 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetterSink, MemoryDeadLetters
 from couchfarm.resolution import Engine
 
+FARM = "test"  #: the farm name of every test farm (COUCHFARM_FARM in tests/farm/procs.py)
+
 
 def rev_hash(seed: str) -> str:
     return hashlib.md5(seed.encode()).hexdigest()

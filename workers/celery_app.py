@@ -29,7 +29,15 @@ def configure(app: Celery, settings: Settings) -> Celery:
     visibility = int(VISIBILITY_MARGIN * (settings.task_time_limit + settings.retry_backoff_max) + 60)
     # Bounded socket waits: a broker that stops answering makes a publish fail (the dispatcher retries
     # it) instead of hanging the follower that publishes.
-    transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
+    transport: dict[str, Any] = {
+        "visibility_timeout": visibility,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+    }
+    if settings.redis_sentinel_master:  # sentinel:// URLs: kombu and the result backend ask for the master
+        transport["master_name"] = settings.redis_sentinel_master
+    # One queue per farm: a farm's workers never take another farm's batches (docs/deploy.md).
+    queue = f"couchfarm.{settings.farm}" if settings.farm else "celery"
     app.conf.update(
         broker_url=broker,
         result_backend=backend,
@@ -38,6 +46,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
         redis_backend_use_ssl=_redis_tls(settings, backend),
         broker_transport_options=transport,
         result_backend_transport_options=transport,
+        task_default_queue=queue,
+        task_default_exchange=queue,
+        task_default_routing_key=queue,
         visibility_timeout=visibility,
         # A task is acknowledged after it ran, and re-queued when its process dies (SIGKILL, OOM):
         # acks_late alone would acknowledge it on WorkerLostError. Such a redelivery does not count

@@ -16,7 +16,7 @@ from couchfarm.errors import ConfigError
 from couchfarm.replay import replay as replay_entries
 from couchfarm.settings import Settings
 from workers.cli_common import config_options, echo_json, load_settings
-from workers.farm import celery_app, farm_state
+from workers.farm import celery_app, stores
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -30,8 +30,8 @@ def parse_duration(text: str) -> float:
 
 
 def _store(config: str | None, couch_url: str | None) -> tuple[DeadLetters, Settings]:
-    settings = load_settings(config, couch_url=couch_url)
-    return DeadLetters(farm_state(settings).redis), settings
+    farm = stores(load_settings(config, couch_url=couch_url))
+    return farm.dead_letters, farm.settings
 
 
 @click.group()
@@ -180,7 +180,7 @@ def flower(
         click.echo("warning: Flower runs WITHOUT authentication", err=True)
     state = Path(state_file or Path.home() / ".local/share/couchfarm/flower.db")
     state.parent.mkdir(parents=True, exist_ok=True)
-    app = celery_app(settings)
+    app = celery_app(factory.with_farm(settings))  # tasks started from Flower go to the farm's queue
     app.start(
         [
             "flower",
@@ -189,6 +189,6 @@ def flower(
             "--persistent=True",
             f"--db={state}",
             "--state_save_interval=10000",
-            "--tasks_columns=name,uuid,state,args,received,worker",
+            "--tasks_columns=name,uuid,state,args,kwargs,received,worker",
         ]
     )

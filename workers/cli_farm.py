@@ -12,14 +12,14 @@ from typing import Any
 import click
 
 from couchfarm import factory, metrics
-from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
 from workers.cli_common import config_options, echo_json, load_settings
-from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, ledger, state_redis
+from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, queue_name, stores
+from workers.logs import tag_process
 
 DB_OPTION = click.option("--db", "dbs", multiple=True, help="Database name or glob to follow (repeatable).")
 IDLE_OPTION = click.option(
@@ -28,18 +28,21 @@ IDLE_OPTION = click.option(
 
 
 def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> Dispatcher:
-    state = farm_state(settings)
+    farm = stores(settings)
+    settings = farm.settings
+    tag_process(settings)
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port)
     return Dispatcher(
         factory.couch_client(settings),
-        state,
-        ledger(state),
+        farm.state,
+        farm.ledger,
         settings,
-        CeleryBroker(celery_app(settings)),
+        CeleryBroker(celery_app(settings), settings),
         follow_names(settings, dbs),
         until_idle=until_idle,
         on_event=factory.emit,
+        durable=(farm.durable, farm.dead_letters),
     )
 
 
@@ -76,8 +79,8 @@ def dispatch(
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker with couchfarm's app; other options go to Celery (e.g. -c 4)."""
-    settings = load_settings(config, couch_url=couch_url)
-    state_redis(settings).ping()  # no state Redis, no worker: batches would never complete
+    settings = stores(load_settings(config, couch_url=couch_url)).settings  # no state Redis, no worker
+    tag_process(settings)
     app = celery_app(settings)
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port, multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
@@ -88,6 +91,8 @@ def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ..
         "-E",
         "--without-gossip",
         "--without-mingle",
+        "-Q",
+        queue_name(settings),
         *celery_args,
     ]
     app.worker_main(argv)
@@ -122,10 +127,12 @@ def run(
         click.echo(
             f"no COUCHFARM_REDIS_URL: started a local Redis at {redis_server.url} ({redis_bin()})", err=True
         )
+    settings = factory.with_farm(settings)
     env = {
         **os.environ,
         "COUCHFARM_REDIS_URL": settings.redis_url or "",
         "COUCHFARM_COUCH_URL": settings.couch_url,
+        "COUCHFARM_FARM": settings.farm or "",
     }
     if config:
         env["COUCHFARM_CONFIG"] = os.path.abspath(config)
@@ -164,9 +171,8 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 
 def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, Any]]:
-    state = farm_state(settings)
-    book = ledger(state)
-    dead = DeadLetters(state.redis)
+    farm = stores(settings)
+    state, book, dead = farm.state, farm.ledger, farm.dead_letters
     names = sorted(set(dbs) or set(state.databases()))
     now = time.time()
     report = []
@@ -176,6 +182,7 @@ def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, An
         batches = book.batches(db)
         report.append(
             {
+                "farm": state.farm,
                 "db": db,
                 "lease": {"holder": owner, "token": token, "ttl_ms": ttl_ms},
                 "checkpoint": {
@@ -206,6 +213,8 @@ def status(config: str | None, couch_url: str | None, dbs: tuple[str, ...], as_j
     if as_json:
         echo_json(report)
         return
+    if report:
+        click.echo(f"farm {report[0]['farm']}")
     click.echo(f"{'DB':<24} {'HOLDER':<28} {'TOKEN':>5} {'LAG':>5} {'OPEN':>5} {'DLQ':>5}  DONE")
     for r in report:
         open_batches = sum(n for status, n in r["batches"].items() if status != "done")

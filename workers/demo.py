@@ -35,6 +35,8 @@ from workers import demo_data
 from workers.demo_data import DB
 from workers.local_servers import Managed, PouchServer, RedisServer, free_port
 
+DEMO_FARM = "demo"  #: the demo names its farm (its Redis may be one the user runs)
+
 
 class Sync(threading.Thread):
     """Replicates A <-> B with one-shot ``_replicate`` calls while ``connected`` is set."""
@@ -102,6 +104,7 @@ class Demo:
             **os.environ,
             "COUCHFARM_COUCH_URL": couch_url,
             "COUCHFARM_REDIS_URL": redis_url,
+            "COUCHFARM_FARM": DEMO_FARM,
             "COUCHFARM_CONFIG": str(demo_data.settings_yaml(self.folder)),
             "COUCHFARM_LOG_FORMAT": "json",
             "COUCHFARM_FLOWER_USER": "demo",
@@ -182,7 +185,7 @@ class Demo:
             healed = time.monotonic()
             say("partition healed: replication resumes and brings the conflicts to both nodes")
             sync.connected.set()
-            dlq = DeadLetters(_redis(redis_url))
+            dlq = DeadLetters(_redis(redis_url), DEMO_FARM)
             settled = self.watch(a, b, dlq) - healed
             self.summary(a, b, dlq, settled, time.monotonic() - started)
             return 0

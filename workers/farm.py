@@ -1,15 +1,20 @@
-"""Wiring for the farm's processes: Redis, the Celery app, the send function, the dispatcher."""
+"""Wiring for the farm's processes: the farm's name, Redis and its durable copies, the Celery app, the
+hand-off to the workers, the names to follow."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 
 from couchfarm import factory
+from couchfarm.deadletters import DeadLetters
+from couchfarm.durable import Durable
+from couchfarm.errors import ConfigError
 from couchfarm.ledger import Batch, Ledger
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
@@ -17,23 +22,40 @@ from couchfarm.state import FarmState
 log = logging.getLogger("couchfarm.farm")
 
 
-def state_redis(settings: Settings) -> Any:
-    """The state Redis client; ``ConfigError`` naming the setting when there is none."""
-    if not settings.redis_url:
-        from couchfarm.errors import ConfigError
+@dataclass
+class Stores:
+    """Everything one farm keeps: in Redis (fast) and in its CouchDB server (durable)."""
 
-        raise ConfigError(
-            "this command needs Redis: set COUCHFARM_REDIS_URL (or redis_url in the file)", field="redis_url"
-        )
-    return factory.redis_client(settings.redis_url, settings.redis_tls)
+    settings: Settings  #: with ``farm`` filled in
+    state: FarmState
+    ledger: Ledger
+    dead_letters: DeadLetters
+    durable: Durable
+
+
+def stores(settings: Settings, *, restore: bool = True) -> Stores:
+    """The farm's stores; with ``restore``, Redis gets back the durable copies if it lost them."""
+    settings = factory.with_farm(settings)
+    farm = str(settings.farm)
+    redis = factory.state_redis(settings)
+    durable = Durable(factory.couch_client(settings), settings.state_db, farm)
+    state = FarmState(redis, farm, mirror=durable)
+    dead = DeadLetters(redis, farm, mirror=durable)
+    if restore:
+        durable.restore(state, dead)
+    return Stores(settings, state, Ledger(redis, farm, clock=state.clock), dead, durable)
 
 
 def farm_state(settings: Settings) -> FarmState:
-    return FarmState(state_redis(settings))
+    """Leases, checkpoints and pauses, without the durable restore (that needs CouchDB too)."""
+    return stores(settings, restore=False).state
 
 
-def ledger(state: FarmState) -> Ledger:
-    return Ledger(state.redis, clock=state.clock)
+def queue_name(settings: Settings) -> str:
+    """The farm's Celery queue (and routing key): workers of other farms never consume it."""
+    if not settings.farm:
+        raise ConfigError("internal: the farm's name was not resolved", field="farm")
+    return f"couchfarm.{settings.farm}"
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -44,11 +66,13 @@ def celery_app(settings: Settings) -> Celery:
 
 class CeleryBroker:
     """The dispatcher's hand-off: one ``couchfarm.resolve_batch`` message per delivery (by wire name),
-    and the depth of the farm's queue for the lost-message check (couchfarm/dispatch/recovery.py)."""
+    on the farm's queue, and the depth of that queue for the lost-message check
+    (couchfarm/dispatch/recovery.py)."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, settings: Settings) -> None:
         self.app = app
-        self.queue = str(app.conf.task_default_queue)
+        self.farm = str(settings.farm)
+        self.queue = queue_name(settings)
         self._lock = threading.Lock()
         self._conn: Any = None
 
@@ -57,8 +81,10 @@ class CeleryBroker:
             self.app.send_task(
                 "couchfarm.resolve_batch",
                 args=[batch.db, batch.pending, batch.correlation_id],
-                kwargs={"batch_id": batch.id, "attempt": batch.attempt},
+                kwargs={"batch_id": batch.id, "attempt": batch.attempt, "farm": self.farm},
                 headers={"traceparent": batch.traceparent},
+                queue=self.queue,
+                routing_key=self.queue,
             )
 
     def backlog(self) -> int | None:
@@ -81,8 +107,6 @@ def follow_names(settings: Settings, dbs: Iterable[str]) -> list[str]:
     """``--db`` values when given, else the names and globs of the settings' database rules."""
     names = list(dbs) or [rule.name for rule in settings.databases]
     if not names:
-        from couchfarm.errors import ConfigError
-
         raise ConfigError(
             "no databases to follow: give --db NAME_OR_GLOB, COUCHFARM_DATABASES or databases: in the file",
             field="databases",

@@ -58,6 +58,7 @@ def make_handler(fmt: str = "console", stream: Any = None) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(TraceFilter())
+    handler.addFilter(FARM_FILTER)
     handler.addFilter(RedactingFilter())
     return handler
 
@@ -74,3 +75,25 @@ def setup_logging(fmt: str = "console", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("urllib3", "kombu", "amqp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class FarmFilter(logging.Filter):
+    """Adds ``farm`` to every record, so the lines of farms that share a log pipeline stay apart."""
+
+    farm = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.farm and not hasattr(record, "farm"):
+            record.farm = self.farm
+        return True
+
+
+FARM_FILTER = FarmFilter()
+
+
+def tag_process(settings: Any) -> None:
+    """This process works for ``settings.farm``: its log lines and metrics say so."""
+    from couchfarm import metrics
+
+    FARM_FILTER.farm = str(settings.farm or "")
+    metrics.FARM[0] = FARM_FILTER.farm or "-"

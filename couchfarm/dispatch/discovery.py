@@ -21,9 +21,12 @@ def is_pattern(name: str) -> bool:
 class Discovery:
     """Which databases match the configured names and globs, kept current."""
 
-    def __init__(self, client: CouchClient, names: Iterable[str], interval: float) -> None:
+    def __init__(
+        self, client: CouchClient, names: Iterable[str], interval: float, exclude: Iterable[str] = ()
+    ) -> None:
         self.client = client
         self.names = list(dict.fromkeys(names))
+        self.exclude = set(exclude)  #: the farm's own databases (state, archive): never followed by a glob
         self.interval = interval
         self._known: list[str] = []
         self._at = float("-inf")
@@ -46,7 +49,9 @@ class Discovery:
         return self._known
 
     def _matches(self, db: str) -> bool:
-        return not db.startswith("_") and any(fnmatchcase(db, n) for n in self.names if is_pattern(n))
+        if db.startswith("_") or db in self.exclude:
+            return False
+        return any(fnmatchcase(db, n) for n in self.names if is_pattern(n))
 
     def _changed(self) -> bool:
         """Whether ``_db_updates`` reports a change since the last look (never, where it is missing)."""

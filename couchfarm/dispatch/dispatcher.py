@@ -24,14 +24,17 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.discovery import Discovery
 from couchfarm.dispatch.follower import Broker, Follower
+from couchfarm.durable import Durable
 from couchfarm.errors import NotFound
 from couchfarm.ledger import Ledger
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
 
 log = logging.getLogger("couchfarm.dispatcher")
+RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
 
 
 class Dispatcher:
@@ -46,10 +49,14 @@ class Dispatcher:
         *,
         until_idle: bool = False,
         on_event: Callable[..., None] | None = None,
+        durable: tuple[Durable, DeadLetters] | None = None,
     ) -> None:
         self.client, self.state, self.ledger, self.settings = client, state, ledger, settings
         self.broker = broker
-        self.discovery = Discovery(client, names, settings.discovery_interval)
+        own = {settings.state_db, *([settings.archive_db] if settings.archive_db else [])}
+        self.discovery = Discovery(client, names, settings.discovery_interval, exclude=own)
+        self.durable = durable
+        self._reconciled_at = float("-inf")
         self.until_idle = until_idle
         self.on_event = on_event or (lambda name, **kw: None)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -83,12 +90,27 @@ class Dispatcher:
 
     def round(self) -> list[str]:
         self.state.heartbeat(self.id)
+        self._keep_durable()
         dbs = self.discovery.databases()
         self._renew(dbs)
         peers = max(1, len(self.state.live_dispatchers(self.ttl)))
         share = math.ceil(len(dbs) / peers) if dbs else 0
         self._rebalance(dbs, share)
         return dbs
+
+    def _keep_durable(self) -> None:
+        """Put back what Redis lost: everything when its ``restored`` marker is gone (before any
+        follower reads, so a paused database stays paused), and, every minute, what a failover may
+        have dropped since."""
+        if self.durable is None:
+            return
+        durable, dead_letters = self.durable
+        if (
+            durable.restore(self.state, dead_letters)
+            or time.monotonic() - self._reconciled_at >= RECONCILE_EVERY
+        ):
+            durable.reconcile(self.state, dead_letters)
+            self._reconciled_at = time.monotonic()
 
     def _renew(self, dbs: list[str]) -> None:
         for db, follower in list(self.followers.items()):

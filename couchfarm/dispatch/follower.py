@@ -123,21 +123,31 @@ class Follower:
 
     def resume(self) -> None:
         """Continue from ``read``; with no Redis checkpoint, from the ``_local`` mirror of ``done``
-        unless the mirror predates a ``checkpoint reset`` (its token is not newer than the reset)."""
+        unless the mirror predates a ``checkpoint reset`` (its token is not newer than the reset).
+
+        The mirror also keeps the fencing token: a lease whose token is not above the mirrored one
+        (Redis lost writes) is raised past it, and the new token is recorded before anything else
+        is written, so a token number is never handed out twice.
+        """
+        mirror = self.client.get_local(self.db, MIRROR) or {}
+        mirrored = int(mirror.get("token", 0))
+        if self.lease.token <= mirrored:
+            self.lease = self.state.raise_token(self.lease, mirrored + 1)
         cp = self.state.checkpoint(self.db)
+        usable = "done" in mirror and mirrored > cp.reset_token
+        body = {"token": self.lease.token, "at": time.time(), **({"done": mirror["done"]} if usable else {})}
+        self.client.put_local(self.db, MIRROR, body)
         if cp.known:
             self.position = cp.read
-        else:
-            mirror = self.client.get_local(self.db, MIRROR)
-            if mirror is not None and "done" in mirror and int(mirror.get("token", 0)) > cp.reset_token:
-                self.position = mirror["done"]
-                self.state.write_checkpoint(self.lease, "read", self.position)
-                self.state.write_checkpoint(self.lease, "done", self.position)
-                log.info(
-                    "no checkpoint in Redis for %s: resuming from its _local mirror",
-                    self.db,
-                    extra={"db": self.db, "since": self.position},
-                )
+        elif usable:
+            self.position = mirror["done"]
+            self.state.write_checkpoint(self.lease, "read", self.position)
+            self.state.write_checkpoint(self.lease, "done", self.position)
+            log.info(
+                "no checkpoint in Redis for %s: resuming from its _local mirror",
+                self.db,
+                extra={"db": self.db, "since": self.position},
+            )
         self.resumed = True
 
     # -- one round ------------------------------------------------------------------------------

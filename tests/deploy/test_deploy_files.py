@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from couchfarm import factory
+from couchfarm.deadletters import DeadLetters
 from couchfarm.replication.expand import load_topology
 from couchfarm.settings import ENV_PREFIX, Settings
 from tests.deploy import checks
@@ -414,7 +415,7 @@ def status_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
     from workers.cli_common import echo_json
 
     written_at = time.time() - (10 if case == "moving" else 4000)
-    state = FarmState(fakeredis.FakeRedis(decode_responses=True), clock=lambda: written_at)
+    state = FarmState(fakeredis.FakeRedis(decode_responses=True), "test", clock=lambda: written_at)
     lease = state.acquire("orders", "dispatcher-1", 30)
     assert lease is not None
     state.write_checkpoint(lease, "read", "12-abc")
@@ -422,7 +423,12 @@ def status_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
     state.set_lag("orders", 0 if case == "idle" else 7)
     if case == "no holder":
         state.release(lease)
-    monkeypatch.setattr(cli_farm, "farm_state", lambda settings: state)
+    from couchfarm.ledger import Ledger
+    from workers.farm import Stores
+
+    dead = DeadLetters(state.redis, "test")
+    farm = Stores(Settings(farm="test"), state, Ledger(state.redis, "test"), dead, None)  # type: ignore[arg-type]
+    monkeypatch.setattr(cli_farm, "stores", lambda settings: farm)
     capsys.readouterr()
     echo_json(cli_farm.status_report(Settings(), ()))
     return capsys.readouterr().out
@@ -599,17 +605,18 @@ def test_k8s_workers_scaled_by_keda_on_the_celery_list() -> None:
     assert scaled.doc["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
     [trigger] = scaled.doc["spec"]["triggers"]
     assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == "celery"
+    farm = yaml.safe_load(one(items, "ConfigMap", "couchfarm-config").doc["data"]["couchfarm.yaml"])["farm"]
+    assert trigger["metadata"]["listName"] == f"couchfarm.{farm}"
     env = checks.k8s_env(container, secret_values(items))
     assert env[trigger["metadata"]["addressFromEnv"]] == "redis:6379"
     auth = one(items, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     [ref] = auth.doc["spec"]["secretTargetRef"]
     assert ref["parameter"] == "password"
     assert ref["key"] in secret_values(items)[ref["name"]]
-    # the list KEDA watches is the queue the workers consume
-    from workers.celery_app import app
+    # the list KEDA watches is the queue the workers of that farm consume
+    from workers.farm import queue_name
 
-    assert app.conf.task_default_queue == "celery"
+    assert queue_name(Settings(farm=farm)) == trigger["metadata"]["listName"]
 
 
 def test_k8s_flower_has_auth_persistent_state_and_a_service() -> None:

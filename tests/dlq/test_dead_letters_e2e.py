@@ -19,7 +19,7 @@ from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from tests.farm.procs import Farm, wait_for
-from tests.helpers import make_conflict
+from tests.helpers import FARM, make_conflict
 from workers.local_servers import PouchServer, RedisServer, free_port
 
 COUCH_PW = "Pw-s3cret-XYZ"
@@ -120,7 +120,7 @@ def test_four_reasons_flower_metrics_replay_and_no_secrets(
         wait_for(lambda: _ok(lambda: flower_get(flower_port, "/healthcheck")), 60, "Flower up")
         farm.worker("w", 2, COUCHFARM_METRICS_PORT=str(worker_metrics))
         farm.dispatcher("d", DB, COUCHFARM_METRICS_PORT=str(dispatcher_metrics))
-        store = DeadLetters(_redis(redis_server.url))
+        store = DeadLetters(_redis(redis_server.url), FARM)
         wait_for(lambda: store.count(DB) == 4, 90, "four dead letters")
         entries = {e.doc_id: e for e in store.list(DB)}
         assert entries["schema-0"].error == "InvalidDocument" and "value" in entries["schema-0"].reason
@@ -151,7 +151,7 @@ def test_four_reasons_flower_metrics_replay_and_no_secrets(
         found = flower_get(flower_port, "/api/tasks?search=storm-0").json()
         assert any("storm-0" in str(t.get("args")) for t in found.values())
 
-        dead_count = int(store.redis.get("couchfarm:dlq:count"))  # every dead-letter write ever made
+        dead_count = int(store.redis.get("couchfarm:test:dlq:count"))  # every dead-letter write ever made
         assert metric(worker_metrics, "couchfarm_documents_total", outcome="dead_lettered") == dead_count
         assert metric(worker_metrics, "couchfarm_documents_total", outcome="resolved") == 5
         assert metric(worker_metrics, "couchfarm_documents_total", outcome="retry") >= 3
@@ -234,11 +234,11 @@ def test_kill_between_dead_letter_and_ack_leaves_one_entry(
         farm.worker("w", 1)
         farm.dispatcher("d", db)
         wait_for(marker.exists, 60, "the worker killed right after writing the dead letter")
-        store = DeadLetters(_redis(redis_url))
-        wait_for(lambda: not Ledger(store.redis).batches(db), 60, "the redelivered batch completed")
+        store = DeadLetters(_redis(redis_url), FARM)
+        wait_for(lambda: not Ledger(store.redis, FARM).batches(db), 60, "the redelivered batch completed")
         (entry,) = store.list(db)
         assert entry.doc_id == "boom" and entry.attempts == 1
-        assert int(store.redis.get("couchfarm:dlq:count")) == 1  # the redelivery wrote nothing
+        assert int(store.redis.get("couchfarm:test:dlq:count")) == 1  # the redelivery wrote nothing
     finally:
         farm.stop()
         shutil.rmtree(tmp_path / "unused", ignore_errors=True)

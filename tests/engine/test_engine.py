@@ -199,7 +199,7 @@ def test_deep_conflict_raises_an_event_log_and_metric(
     from couchfarm import factory, metrics
 
     make_conflict(client, db, "deep", edits(*(f"2026-01-0{i}T00:00:00Z" for i in range(1, 6))))
-    before = metrics.DEEP_CONFLICTS.labels(db)._value.get()
+    before = metrics.DEEP_CONFLICTS.labels(metrics.FARM[0], db)._value.get()
     events: list[tuple[str, dict[str, Any]]] = []
 
     def record(name: str, **fields: Any) -> None:
@@ -208,7 +208,7 @@ def test_deep_conflict_raises_an_event_log_and_metric(
 
     run(engine(client, deep_conflict_leaves=3, on_event=record), db, ["deep"])
     assert events == [("deep_conflict", {"db": db, "doc_id": "deep", "leaves": 5})]
-    assert metrics.DEEP_CONFLICTS.labels(db)._value.get() == before + 1
+    assert metrics.DEEP_CONFLICTS.labels(metrics.FARM[0], db)._value.get() == before + 1
     assert "deep conflict" in caplog.text and "5 live leaves" in caplog.text
 
 

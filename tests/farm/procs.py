@@ -21,6 +21,7 @@ FAST = {
     "COUCHFARM_RETRY_BACKOFF_MAX": "0.5",
     "COUCHFARM_TASK_TIME_LIMIT": "30",
     "COUCHFARM_LOG_FORMAT": "json",
+    "COUCHFARM_FARM": "test",
 }
 
 

@@ -19,6 +19,7 @@ from couchfarm.ledger import Ledger
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult
 from couchfarm.state import FarmState, Lease
+from tests.helpers import FARM
 
 
 class TimeUp(Exception):
@@ -50,12 +51,12 @@ class Scripted:
 
 @pytest.fixture
 def ledger(any_redis: Any) -> Ledger:
-    return Ledger(any_redis)
+    return Ledger(any_redis, FARM)
 
 
 @pytest.fixture
 def lease(any_redis: Any) -> Lease:
-    taken = FarmState(any_redis).acquire("db", "d", ttl=30)
+    taken = FarmState(any_redis, FARM).acquire("db", "d", ttl=30)
     assert taken is not None
     return taken
 
@@ -70,7 +71,7 @@ def life(engine: Scripted, ledger: Ledger, shown: list[DeadLetter] | None = None
     record = LedgerRecord(ledger, policy.beat_timeout)
     on_dead = shown.append if shown is not None else None
     return BatchLife(
-        engine, record, DeadLetters(ledger.redis), policy, on_dead_letter=on_dead, interrupts=(TimeUp,)
+        engine, record, DeadLetters(ledger.redis, FARM), policy, on_dead_letter=on_dead, interrupts=(TimeUp,)
     )
 
 
@@ -107,7 +108,7 @@ def test_only_the_documents_to_retry_come_back_then_dead_letter(ledger: Ledger, 
     assert second.retry == ["b"] and second.attempt == 2 and second.countdown <= 2.0
     third = life(engine, ledger, shown).deliver(Job("db", ("b",), bid, 2, "corr", "task-1"))
     assert not third.retry and third.results[0].outcome is Outcome.DEAD_LETTERED
-    (entry,) = DeadLetters(ledger.redis).list("db")
+    (entry,) = DeadLetters(ledger.redis, FARM).list("db")
     assert "still failing after 2 retries" in entry.reason and [e.doc_id for e in shown] == ["b"]
     assert ledger.batch("db", bid).status == "done"  # type: ignore[union-attr]
 
@@ -126,7 +127,7 @@ def test_an_unexpected_error_is_retried_then_dead_lettered_with_its_reason(
         delivery = worker.deliver(job)
         job = Job("db", tuple(delivery.retry), bid, delivery.attempt, "corr", "task-1")
         assert bool(delivery.retry) == (attempt < 2)
-    entries = DeadLetters(ledger.redis).list("db")
+    entries = DeadLetters(ledger.redis, FARM).list("db")
     assert {e.doc_id for e in entries} == {"a", "b"}
     assert all("RuntimeError: redis went away" in e.reason for e in entries)
     assert ledger.batch("db", bid).status == "done" and not ledger.inflight("db")  # type: ignore[union-attr]
@@ -146,7 +147,7 @@ def test_after_a_death_one_document_at_a_time_and_poison_is_dead_lettered(
     outcomes = {r.doc_id: (r.outcome, r.error) for r in delivery.results}
     assert outcomes["poison"] == (Outcome.DEAD_LETTERED, "PoisonDocument")
     assert outcomes["a"][0] is Outcome.RESOLVED and outcomes["c"][0] is Outcome.RESOLVED
-    assert "died 3 times" in DeadLetters(ledger.redis).list("db")[0].reason
+    assert "died 3 times" in DeadLetters(ledger.redis, FARM).list("db")[0].reason
     assert ledger.batch("db", bid).status == "done"  # type: ignore[union-attr]
 
 
@@ -168,7 +169,7 @@ def test_a_soft_time_limit_retries_carefully_and_never_dead_letters(ledger: Ledg
     ledger.spare("db", bid, "slow")
     third = worker.deliver(Job("db", tuple(second.retry), bid, 0, "corr", "task-1"))
     assert {r.doc_id for r in third.results} == {"slow", "c"} and not third.retry
-    assert DeadLetters(ledger.redis).count("db") == 0
+    assert DeadLetters(ledger.redis, FARM).count("db") == 0
 
 
 def test_late_stale_and_duplicate_copies_do_nothing(ledger: Ledger, lease: Lease) -> None:
@@ -186,7 +187,7 @@ def test_a_delivery_that_was_replaced_cannot_complete(ledger: Ledger, lease: Lea
     bid = batch(ledger, lease, ["a"])
 
     def replaced() -> None:  # task-1 looked dead: the holder re-sent the batch and task-2 took it
-        ledger.redis.hset(f"couchfarm:batch:db:{bid}", "beat_at", "0.0")
+        ledger.redis.hset(f"couchfarm:test:batch:db:{bid}", "beat_at", "0.0")
         assert ledger.resend(lease, ledger.batches("db")[0])
         assert ledger.start("db", bid, "task-2", 0, 5).verdict == "run"
 
@@ -220,14 +221,14 @@ def test_flower_failing_never_loses_the_dead_letter(ledger: Ledger, lease: Lease
     worker = life(Scripted({"a": [Outcome.DEAD_LETTERED]}), ledger)
     worker.on_dead_letter = broken_flower
     worker.deliver(Job("db", ("a",), bid, 0, "c", "task-1"))
-    assert DeadLetters(ledger.redis).count("db") == 1
+    assert DeadLetters(ledger.redis, FARM).count("db") == 1
     assert ledger.batch("db", bid).status == "done"  # type: ignore[union-attr]
 
 
 def test_in_process_runs_retry_until_settled(ledger: Ledger) -> None:
     engine = Scripted({"b": [Outcome.RETRY, Outcome.RETRY, Outcome.RESOLVED]})
     slept: list[float] = []
-    runner = BatchLife(engine, LocalRecord(), DeadLetters(ledger.redis), POLICY)
+    runner = BatchLife(engine, LocalRecord(), DeadLetters(ledger.redis, FARM), POLICY)
     summary = runner.run("db", ["a", "b", "a"], batch_size=1, sleep=slept.append)
     assert [r.doc_id for r in summary.results] == ["a", "b"] and summary.counts == {"resolved": 2}
     assert len(slept) == 2 and engine.calls == [["a"], ["b"], ["b"], ["b"]]

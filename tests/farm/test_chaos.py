@@ -23,7 +23,7 @@ from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, children, wait_for
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_recovery import farm_config, ready
-from tests.helpers import seed_conflicts
+from tests.helpers import FARM, seed_conflicts
 
 DOCS = 3000
 TTL = 2.0
@@ -104,7 +104,7 @@ def test_random_sigkills_while_a_backlog_drains(
             time.sleep(rng.uniform(1.0, 3.0))
             chaos.kill_one()
         last_kill, remaining = time.monotonic(), left(client, db)
-        ledger = Ledger(real_redis)
+        ledger = Ledger(real_redis, FARM)
         drain = remaining / rate
         bound = 2 * TTL + 2 * drain + 10  # restarted workers start cold: drain at half the rate
         wait_for(lambda: left(client, db) == 0 and not ledger.batches(db), bound + 60, "everything settled")
@@ -124,6 +124,6 @@ def test_random_sigkills_while_a_backlog_drains(
         ]
         assert wrong == [], wrong[:10]
         assert len(client.all_docs(db)) == len(ids)
-        assert DeadLetters(real_redis).count(db) == 0
+        assert DeadLetters(real_redis, FARM).count(db) == 0
     finally:
         farm.stop()

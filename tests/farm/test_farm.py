@@ -21,7 +21,7 @@ from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from couchfarm.state import FarmState
 from tests.farm.procs import Farm, children, wait_for
-from tests.helpers import make_conflict
+from tests.helpers import FARM, make_conflict
 
 
 def config(tmp: Path, function: str = "newest", **extra: Any) -> str:
@@ -61,7 +61,7 @@ def farm(tmp_path: Path, couch_url: str, redis_url: str) -> Iterator[Farm]:
 
 @pytest.fixture
 def state(redis_url: str) -> FarmState:
-    return FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    return FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
 
 
 PREFIX = f"farm{os.urandom(2).hex()}"
@@ -168,13 +168,13 @@ def test_worker_killed_mid_batch_is_redelivered(
         seed(client, db, 20)
         worker = farm.worker("w", 1)
         farm.dispatcher("d", db)
-        wait_for(lambda: Ledger(state.redis).inflight(db), 30, "a batch in flight")
+        wait_for(lambda: Ledger(state.redis, FARM).inflight(db), 30, "a batch in flight")
         time.sleep(1.0)
         for child in children(worker.pid):
             os.kill(child, signal.SIGKILL)  # the pool process dies mid-batch
         wait_for(lambda: conflicted(client, db) == 0, 90, "every conflict resolved after redelivery")
-        assert DeadLetters(state.redis).count(db) == 0
-        wait_for(lambda: not Ledger(state.redis).batches(db), 30, "every batch completed")
+        assert DeadLetters(state.redis, FARM).count(db) == 0
+        wait_for(lambda: not Ledger(state.redis, FARM).batches(db), 30, "every batch completed")
     finally:
         farm.stop()
 
@@ -193,11 +193,11 @@ def test_restart_resumes_from_checkpoint_and_from_the_mirror(
     d.send_signal(signal.SIGTERM)
     d.wait(20)
     done = state.checkpoint(db).done
-    reads_before = set(state.redis.zrange(f"couchfarm:reads:{db}", 0, -1))
+    reads_before = set(state.redis.zrange(f"couchfarm:test:reads:{db}", 0, -1))
     seed(client, db, 5, start=100)
     farm.dispatcher("d2", db)
     wait_for(lambda: conflicted(client, db) == 0, 60, "second pass")
-    reads_after = set(state.redis.zrange(f"couchfarm:reads:{db}", 0, -1)) - reads_before
+    reads_after = set(state.redis.zrange(f"couchfarm:test:reads:{db}", 0, -1)) - reads_before
     assert json.dumps(done) in reads_after  # the restart read from the checkpoint ...
     assert state.overlap(db) == 0  # ... and read no range twice
     # Redis loses everything: the farm resumes from the _local mirror, not from 0
@@ -205,9 +205,9 @@ def test_restart_resumes_from_checkpoint_and_from_the_mirror(
     state.redis.flushall()
     seed(client, db, 5, start=200)
     wait_for(lambda: conflicted(client, db) == 0, 60, "third pass after FLUSHALL")
-    first_read = min(state.redis.zrange(f"couchfarm:reads:{db}", 0, -1, withscores=True), key=lambda x: x[1])[
-        0
-    ]
+    first_read = min(
+        state.redis.zrange(f"couchfarm:test:reads:{db}", 0, -1, withscores=True), key=lambda x: x[1]
+    )[0]
     assert json.loads(first_read) == mirror
 
 
@@ -227,12 +227,12 @@ def test_poison_batch_is_dead_lettered_while_the_rest_flows(
         seed(client, db, 12)
         farm.worker("w", 2)
         farm.dispatcher("d", db)
-        dlq = DeadLetters(state.redis)
+        dlq = DeadLetters(state.redis, FARM)
         wait_for(lambda: dlq.count(db) == 1, 90, "the poison document dead-lettered")
         wait_for(lambda: conflicted(client, db) == 1, 60, "every other document resolved")
         (entry,) = dlq.list(db)
         assert entry.doc_id == "poison-0000" and entry.error == "PoisonDocument" and "died" in entry.reason
-        wait_for(lambda: not Ledger(state.redis).batches(db), 30, "the poison batch completed")
+        wait_for(lambda: not Ledger(state.redis, FARM).batches(db), 30, "the poison batch completed")
     finally:
         farm.stop()
 
@@ -258,7 +258,9 @@ def test_a_paused_database_is_left_for_people_and_resumes(
     wait_for(lambda: state.holder(db)[0], 30, "the database followed")
     seed(client, db, 6)
     time.sleep(3)
-    assert conflicted(client, db) == 6 and not Ledger(state.redis).batches(db)  # nothing read, nothing sent
+    assert conflicted(client, db) == 6 and not Ledger(state.redis, FARM).batches(
+        db
+    )  # nothing read, nothing sent
     state.resume(db)
     wait_for(lambda: conflicted(client, db) == 0, 60, "resolved after resume, from the same checkpoint")
     assert state.overlap(db) == 0

@@ -13,6 +13,7 @@ from couchfarm.couch import CouchClient
 from couchfarm.dispatch.follower import MIRROR
 from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
+from tests.helpers import FARM
 
 
 def couchfarm(couch_url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -23,10 +24,10 @@ def couchfarm(couch_url: str, redis_url: str, *args: str) -> subprocess.Complete
 
 
 def test_status_and_checkpoint_commands(couch_url: str, redis_url: str, client: CouchClient, db: str) -> None:
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
     lease = state.acquire(db, "host:1:abc", ttl=30)
     assert lease is not None
-    Ledger(state.redis).create(lease, ["a", "b"], 7, "corr")
+    Ledger(state.redis, FARM).create(lease, ["a", "b"], 7, "corr")
     state.write_checkpoint(lease, "read", 7)
     client.put_local(db, MIRROR, {"done": 3})
     out = couchfarm(couch_url, redis_url, "status", "--json")
@@ -43,7 +44,7 @@ def test_status_and_checkpoint_commands(couch_url: str, redis_url: str, client: 
     assert (
         not state.checkpoint(db).known
         and client.get_local(db, MIRROR) is None
-        and not Ledger(state.redis).inflight(db)
+        and not Ledger(state.redis, FARM).inflight(db)
     )
 
 

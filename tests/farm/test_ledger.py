@@ -9,6 +9,7 @@ import pytest
 from couchfarm.errors import LeaseLost
 from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState, Lease
+from tests.helpers import FARM
 
 
 class Clock:
@@ -26,12 +27,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def state(any_redis: Any, clock: Clock) -> FarmState:
-    return FarmState(any_redis, clock=clock)
+    return FarmState(any_redis, FARM, clock=clock)
 
 
 @pytest.fixture
 def ledger(any_redis: Any, clock: Clock) -> Ledger:
-    return Ledger(any_redis, clock=clock)
+    return Ledger(any_redis, FARM, clock=clock)
 
 
 @pytest.fixture
@@ -76,10 +77,10 @@ def test_a_waiting_batch_narrows_to_what_is_still_needed(ledger: Ledger, lease: 
     assert not claimed and ledger.batch("db", waiting).revs == revs  # type: ignore[union-attr]
     ledger.remember_leaves("db", {"x": ["2-b", "1-a"]})
     assert ledger.known_leaves("db", ["x", "y"]) == {"x": ["1-a", "2-b"]}
-    ledger.redis.delete("couchfarm:inflight:db")
+    ledger.redis.delete("couchfarm:test:inflight:db")
     assert ledger.claim(lease, waiting, ["y"])
     assert ledger.batch("db", waiting).pending == ["y"]  # type: ignore[union-attr]
-    ledger.redis.hset("couchfarm:inflight:db", "z", "other")
+    ledger.redis.hset("couchfarm:test:inflight:db", "z", "other")
     empty, claimed = ledger.create(lease, ["z"], 9, "c")
     assert not claimed
     assert not ledger.claim(lease, empty, [])  # nothing left: completed, not sent
@@ -90,7 +91,7 @@ def test_a_stale_holder_cannot_create_claim_send_or_resend(
     ledger: Ledger, state: FarmState, lease: Lease, any_redis: Any
 ) -> None:
     batch_id, _ = ledger.create(lease, ["x"], 1, "c")
-    any_redis.delete("couchfarm:lease:db")
+    any_redis.delete("couchfarm:test:lease:db")
     assert state.acquire("db", "b", ttl=30) is not None
     (batch,) = ledger.batches("db")
     for move in (
@@ -198,7 +199,7 @@ def test_a_missing_batch_record_stops_done(
 ) -> None:
     lost, _ = ledger.create(lease, ["x"], 5, "c")
     state.write_checkpoint(lease, "read", 5)
-    any_redis.delete(f"couchfarm:batch:db:{lost}")  # evicted
+    any_redis.delete(f"couchfarm:test:batch:db:{lost}")  # evicted
     ledger.advance_done(lease)
     assert state.checkpoint("db").done is None
 
@@ -218,8 +219,8 @@ def test_one_snapshot_holds_the_whole_round(
     b2, _ = ledger.create(lease, ["x", "z"], 2, "c")
     state.write_checkpoint(lease, "read", 2)
     state.pause("db")
-    any_redis.zadd("couchfarm:dlq:db:db", {"e1": 1.0})
-    any_redis.incr("couchfarm:overlap:db")
+    any_redis.zadd("couchfarm:test:dlq:db:db", {"e1": 1.0})
+    any_redis.incr("couchfarm:test:overlap:db")
     snap = ledger.snapshot("db")
     assert [b.id for b in snap.batches] == [b1, b2] and [b.status for b in snap.batches] == [
         "queued",
@@ -234,4 +235,4 @@ def test_reset_removes_every_batch(ledger: Ledger, state: FarmState, lease: Leas
     ledger.create(lease, ["x"], 2, "c")
     state.reset_checkpoint("db")
     assert ledger.batches("db") == [] and ledger.inflight("db") == {}
-    assert not any_redis.keys("couchfarm:batch:*")
+    assert not any_redis.keys("couchfarm:test:batch:*")

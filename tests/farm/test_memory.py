@@ -19,7 +19,7 @@ from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, wait_for
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_recovery import farm_config, ready
-from tests.helpers import seed_conflicts
+from tests.helpers import FARM, seed_conflicts
 
 DOCS = int(os.environ.get("TEST_MEMORY_DOCS", 10_000))
 LIMIT_MB = 8.0  #: docs/architecture.md: Redis grows by less than this for 10,000 resolved documents
@@ -57,7 +57,7 @@ def test_ten_thousand_documents_leave_bounded_keys(
         farm.worker("w", 2)
         ready(farm, "w")
         farm.dispatcher("d", db)
-        ledger = Ledger(real_redis)
+        ledger = Ledger(real_redis, FARM)
 
         def settled() -> bool:
             cp = real_redis.hgetall(keys.CHECKPOINT.format(db=db))
@@ -77,6 +77,6 @@ def test_ten_thousand_documents_leave_bounded_keys(
         assert grown < LIMIT_MB
         assert all(0 < real_redis.ttl(k) <= 3600 for k in written[:200])  # they expire
         assert not [k for k in found if k.startswith("celery-task-meta-")]  # no results stored
-        assert len(ledger.inflight(db)) == 0 and DeadLetters(real_redis).count(db) == 0
+        assert len(ledger.inflight(db)) == 0 and DeadLetters(real_redis, FARM).count(db) == 0
     finally:
         farm.stop()

@@ -21,6 +21,7 @@ from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, wait_for
 from tests.farm.test_farm import conflicted, dbs, seed
+from tests.helpers import FARM
 
 TTL = 2.0  #: lease_ttl of tests/farm/procs.py FAST
 SLACK = 3.0  #: resolving the batch itself and starting processes on a busy 2-core machine
@@ -54,7 +55,7 @@ def ready(farm: Farm, name: str) -> None:
 
 
 def holder(state_redis: Any, db: str) -> str:
-    return str(state_redis.get(f"couchfarm:lease:{db}") or "")
+    return str(state_redis.get(f"couchfarm:test:lease:{db}") or "")
 
 
 def marked_at(path: Path) -> float:
@@ -68,12 +69,12 @@ def settled(client: CouchClient, ledger: Ledger, db: str) -> bool:
 def recovered(what: str, since: float, client: CouchClient, r: Any, db: str, timeout: float) -> None:
     """Every conflict of ``db`` resolved and every batch completed within 2 x lease_ttl of ``since``
     (plus the slack for the work itself), with no dead letter."""
-    ledger = Ledger(r)
+    ledger = Ledger(r, FARM)
     wait_for(lambda: settled(client, ledger, db), timeout, f"{what}: everything settled")
     seconds = time.time() - since
     print(f"\n{what}: recovered {seconds:.1f}s after the failure (bound 2 x lease_ttl + {SLACK:.0f}s)")
     assert seconds < 2 * TTL + SLACK
-    assert DeadLetters(r).count(db) == 0
+    assert DeadLetters(r, FARM).count(db) == 0
 
 
 def test_a_dispatcher_killed_between_claim_and_publish(
@@ -148,9 +149,9 @@ def test_a_soft_time_limit_retries_instead_of_dead_lettering(
     ready(farm, "w")
     farm.dispatcher("d", db)
     seed(client, db, 5)
-    ledger = Ledger(real_redis)
+    ledger = Ledger(real_redis, FARM)
     wait_for(lambda: marker.exists() and settled(client, ledger, db), 60, "resolved after the soft limit")
-    assert DeadLetters(real_redis).count(db) == 0
+    assert DeadLetters(real_redis, FARM).count(db) == 0
     assert "SoftTimeLimitExceeded" in farm.log("w") or "soft time limit" in farm.log("w").lower()
 
 
@@ -183,11 +184,17 @@ def test_the_follower_survives_publish_errors(
                 raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
             super().send(batch)
 
-    broker = Flaky(celery_app(settings))
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    broker = Flaky(celery_app(settings), settings)
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
     dispatcher = Dispatcher(
-        factory.couch_client(settings), state, Ledger(state.redis), settings, broker, [db], until_idle=True
+        factory.couch_client(settings),
+        state,
+        Ledger(state.redis, FARM),
+        settings,
+        broker,
+        [db],
+        until_idle=True,
     )
     assert dispatcher.run(max_seconds=90)
     assert broker.refusals == 0 and conflicted(client, db) == 0
-    assert DeadLetters(state.redis).count(db) == 0
+    assert DeadLetters(state.redis, FARM).count(db) == 0

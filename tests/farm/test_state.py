@@ -9,11 +9,12 @@ import pytest
 from couchfarm.errors import LeaseLost
 from couchfarm.ledger import Ledger
 from couchfarm.state import FarmState
+from tests.helpers import FARM
 
 
 @pytest.fixture
 def state(any_redis: Any) -> FarmState:
-    return FarmState(any_redis)
+    return FarmState(any_redis, FARM)
 
 
 def test_lease_is_exclusive_and_tokens_grow(state: FarmState, any_redis: Any) -> None:
@@ -32,17 +33,17 @@ def test_stale_holder_cannot_move_checkpoints(state: FarmState, any_redis: Any) 
     old = state.acquire("db", "a", ttl=30)
     assert old is not None
     state.write_checkpoint(old, "read", "5-abc")
-    any_redis.delete("couchfarm:lease:db")  # the lease expired while "a" was paused
+    any_redis.delete("couchfarm:test:lease:db")  # the lease expired while "a" was paused
     new = state.acquire("db", "b", ttl=30)
     assert new is not None
     with pytest.raises(LeaseLost):
         state.write_checkpoint(old, "read", "9-old")
     with pytest.raises(LeaseLost):
-        Ledger(any_redis).create(old, ["x"], "9-old", "c")
+        Ledger(any_redis, FARM).create(old, ["x"], "9-old", "c")
     state.write_checkpoint(new, "read", "7-new")
     assert state.checkpoint("db").read == "7-new"
     # a holder with the right owner name but an old token is refused too (same id re-acquired)
-    any_redis.delete("couchfarm:lease:db")
+    any_redis.delete("couchfarm:test:lease:db")
     again = state.acquire("db", "a", ttl=30)
     assert again is not None and again.token == 3
     with pytest.raises(LeaseLost):
@@ -70,7 +71,7 @@ def test_overlap_counter(state: FarmState, any_redis: Any) -> None:
     assert state.overlap("db") == 0
     assert not state.record_read(lease, "5-x")
     assert state.overlap("db") == 1
-    any_redis.delete("couchfarm:lease:db")
+    any_redis.delete("couchfarm:test:lease:db")
     with pytest.raises(LeaseLost):
         state.record_read(lease, "6-y")
 

@@ -13,7 +13,7 @@ import pytest
 from couchfarm.couch import CouchClient
 from couchfarm.models import TOMBSTONE_FIELD
 from couchfarm.state import FarmState
-from tests.helpers import live_leaves, make_conflict
+from tests.helpers import FARM, live_leaves, make_conflict
 
 WINNER, OTHER = "2-" + "b" * 32, "2-" + "a" * 32
 LWW = "lww:field=updated_at"
@@ -202,7 +202,7 @@ def test_pause_resume_paused(couch_url: str, redis_url: str, real_redis: object)
     assert couchfarm(couch_url, "paused", **env).stdout.split() == ["orders", "users"]
     assert "resumed" in couchfarm(couch_url, "resume", "orders", **env).stdout
     assert json.loads(couchfarm(couch_url, "paused", "--json", **env).stdout) == ["users"]
-    state = FarmState(real_redis)
+    state = FarmState(real_redis, FARM)
     assert state.is_paused("users") and not state.is_paused("orders")
     missing = couchfarm(couch_url, "paused", COUCHFARM_REDIS_URL="")
     assert missing.returncode == 2 and "COUCHFARM_REDIS_URL" in missing.stderr

@@ -61,7 +61,7 @@ def redis_env(certs: Certs, **extra: str) -> dict[str, str]:
 
 
 def settings(**env: str) -> Settings:
-    return Settings.load(env=env)
+    return Settings.load(env={"COUCHFARM_FARM": "test", **env})
 
 
 class NativeTLSRedis(Managed):

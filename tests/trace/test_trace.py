@@ -13,7 +13,7 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, wait_for
-from tests.helpers import make_conflict
+from tests.helpers import FARM, make_conflict
 from tests.trace.proxy import RecordingProxy
 from workers.local_servers import PouchServer
 
@@ -45,9 +45,9 @@ def test_one_trace_across_dispatcher_task_couchdb_and_dead_letter(
         try:
             farm.worker("w", 1)
             farm.dispatcher("d", db)
-            store = DeadLetters(redis.Redis.from_url(redis_url, decode_responses=True))
+            store = DeadLetters(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
             wait_for(lambda: store.count(db) == 1, 60, "the dead letter")
-            wait_for(lambda: not Ledger(store.redis).batches(db), 30, "the batch completed")
+            wait_for(lambda: not Ledger(store.redis, FARM).batches(db), 30, "the batch completed")
         finally:
             farm.stop()
         (entry,) = store.list(db)
