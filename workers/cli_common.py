@@ -27,8 +27,7 @@ def config_options(func: F) -> F:
     func = click.option(
         "--url",
         "couch_url",
-        envvar="COUCHFARM_COUCH_URL",
-        default=None,
+        default=None,  # COUCHFARM_COUCH_URL is read by the settings, so errors name the variable
         help="CouchDB server URL (credentials in userinfo are never printed). [env COUCHFARM_COUCH_URL]",
     )(func)
     func = click.option(
