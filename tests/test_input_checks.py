@@ -10,6 +10,7 @@ import pytest
 from couchfarm.errors import ConfigError
 from couchfarm.names import db_name_problem
 from couchfarm.redact import redact, redact_url
+from couchfarm.replication.mango import selector_problem
 from couchfarm.settings import Settings
 from couchfarm.urls import url_problem
 from couchfarm.yamlfile import read_yaml
@@ -122,3 +123,33 @@ def test_consistent_settings_pass(env: dict[str, str]) -> None:
     loaded = settings(**env)
     expected = "environment variable COUCHFARM_LEASE_TTL" if "lease_ttl" in env else "default"
     assert loaded.source_of("lease_ttl") == expected
+
+
+@pytest.mark.parametrize(
+    ("selector", "problem"),
+    [
+        ({"status": {"$frobnicate": 1}}, "unknown operator '$frobnicate' at status.$frobnicate"),
+        ({"$and": [{"a": {"$gt": 1}}, {"$where": "x"}]}, "unknown operator '$where' at $and[1].$where"),
+        ({"a": {"$in": 3}}, "at a.$in: needs a list"),
+        ({"a": {"$exists": "yes"}}, "at a.$exists: needs true or false"),
+        ({"a": {"$mod": [0, 1]}}, "the divisor not 0"),
+        ({"a": {"$size": True}}, "at a.$size: needs a whole number"),
+        ({"$or": {"a": 1}}, "at $or: needs a list of selectors"),
+        ({"a": {"$elemMatch": {"$bogus": 1}}}, "unknown operator '$bogus' at a.$elemMatch.$bogus"),
+        ({"a": {"$beginsWith": 1}}, "needs a string"),
+    ],
+)
+def test_mango_selectors_are_checked(selector: dict[str, object], problem: str) -> None:
+    found = selector_problem(selector)
+    assert found is not None and problem in found
+
+
+def test_every_documented_mango_operator_passes() -> None:
+    selector = {
+        "$and": [{"a": {"$lt": 1, "$lte": 1, "$eq": 1, "$ne": 1, "$gte": 1, "$gt": 1}}],
+        "$or": [{"b": {"$exists": True, "$type": "string", "$in": [1], "$nin": [2], "$size": 0}}],
+        "$nor": [{"c": {"$mod": [3, 1], "$regex": "^x", "$beginsWith": "x", "$all": [1]}}],
+        "$not": {"d": {"$elemMatch": {"$gt": 1}, "$allMatch": {"e": 1}, "$keyMapMatch": {"$eq": "k"}}},
+        "\\$literal": {"nested": "value"},
+    }
+    assert selector_problem(selector) is None
