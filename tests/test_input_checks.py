@@ -3,10 +3,14 @@ contradicting settings, Mango selectors and terminal escaping."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from couchfarm.console import printable
 from couchfarm.errors import ConfigError
 from couchfarm.names import db_name_problem
 from couchfarm.redact import redact, redact_url
@@ -14,6 +18,7 @@ from couchfarm.replication.mango import selector_problem
 from couchfarm.settings import Settings
 from couchfarm.urls import url_problem
 from couchfarm.yamlfile import read_yaml
+from workers.logs import make_handler
 
 HTTP = ("http", "https")
 
@@ -153,3 +158,25 @@ def test_every_documented_mango_operator_passes() -> None:
         "\\$literal": {"nested": "value"},
     }
     assert selector_problem(selector) is None
+
+
+def test_printable_escapes_what_moves_the_cursor_and_keeps_letters() -> None:
+    assert printable("ok") == "ok"
+    assert printable("a\nb\r\t\x1b[2J\x00\x9b\u202e\u2028") == "a\\nb\\r\\t\\x1b[2J\\x00\\x9b\\u202e\\u2028"
+    assert printable("Grüße 東京 🙂") == "Grüße 東京 🙂"
+    assert printable("one\ntwo\x1b", keep="\n") == "one\ntwo\\x1b"
+
+
+def test_console_logs_escape_and_json_logs_stay_json() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "noop %s", "args": ("a\nFORGED",), "levelno": 20, "levelname": "INFO", "doc_id": "x\x1b[2J"}
+    )
+    lines = []
+    for fmt in ("console", "json"):
+        stream = io.StringIO()
+        make_handler(fmt, stream).handle(record)
+        lines.append(stream.getvalue())
+    console, as_json = lines
+    assert console.count("\n") == 1 and "a\\nFORGED" in console and "doc_id=x\\x1b[2J" in console
+    parsed = json.loads(as_json)
+    assert parsed["msg"] == "noop a\nFORGED" and parsed["doc_id"] == "x\x1b[2J"

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from couchfarm import factory
+from couchfarm.console import printable
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
 from couchfarm.replay import replay as replay_entries
@@ -55,7 +56,8 @@ def dlq_list(
         return
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.last_failure))
-        click.echo(f"{e.id}  {when}  {e.db}/{e.doc_id}  x{e.attempts}  {e.error}: {e.reason[:120]}")
+        line = f"{e.id}  {when}  {e.db}/{e.doc_id}  x{e.attempts}  {e.error}: {e.reason[:120]}"
+        click.echo(printable(line))
     click.echo(f"{len(entries)} dead letter(s)", err=True)
 
 
@@ -130,8 +132,10 @@ def dlq_replay(
         for r in done:
             state = "removed" if r.removed else ("dry run" if dry_run else "kept")
             click.echo(
-                f"{r.entry.db}/{r.entry.doc_id}: {r.result.outcome.value} ({state})"
-                + (f": {r.result.reason}" if r.result.reason and not r.removed else "")
+                printable(
+                    f"{r.entry.db}/{r.entry.doc_id}: {r.result.outcome.value} ({state})"
+                    + (f": {r.result.reason}" if r.result.reason and not r.removed else "")
+                )
             )
     if not dry_run and any(not r.removed for r in done):
         sys.exit(1)

@@ -10,6 +10,7 @@ import click
 from couchfarm import factory
 from couchfarm.archive import Archive
 from couchfarm.archive import undo as undo_resolution
+from couchfarm.console import printable
 from couchfarm.deadletters import MemoryDeadLetters
 from couchfarm.driver import Summary, resolve_docs
 from couchfarm.errors import ConfigError
@@ -78,7 +79,7 @@ def report(summary: Summary, db: str, dry_run: bool, as_json: bool) -> None:
         if dry_run and r.plan:
             echo_json(r.plan)
     for r in summary.dead:
-        click.echo(f"dead letter: {r.doc_id}: {r.error}: {r.reason}", err=True)
+        click.echo(printable(f"dead letter: {r.doc_id}: {r.error}: {r.reason}"), err=True)
     parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no conflicts"
     click.echo(
         f"{db}: {parts} in {summary.seconds:.1f}s" + (" (dry run: nothing written)" if dry_run else "")
@@ -99,4 +100,4 @@ def undo(db: str, doc_id: str, config: str | None, couch_url: str | None, pick: 
         )
     client = factory.couch_client(settings)
     revs = undo_resolution(client, Archive(client, settings.archive_db), db, doc_id, pick=pick)
-    click.echo(f"{doc_id}: wrote {', '.join(revs)}")
+    click.echo(printable(f"{doc_id}: wrote {', '.join(revs)}"))

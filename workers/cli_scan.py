@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from couchfarm.console import printable
 from couchfarm.factory import couch_client
 from couchfarm.scan import scan as scan_db
 from workers.cli_common import config_options, echo_json, load_settings, progress_bar
@@ -34,8 +35,9 @@ def scan(
     if as_json:
         echo_json([c.as_json() for c in found])
         return
-    width = max([len(c.doc_id) for c in found] + [6])
+    ids = [printable(c.doc_id) for c in found]
+    width = max([len(i) for i in ids] + [6])
     click.echo(f"{'DOC ID':<{width}}  LEAVES  REVS")
-    for c in found:
-        click.echo(f"{c.doc_id:<{width}}  {len(c.live):>6}  {', '.join(c.live)}")
+    for doc_id, c in zip(ids, found, strict=True):
+        click.echo(f"{doc_id:<{width}}  {len(c.live):>6}  {printable(', '.join(c.live))}")
     click.echo(f"{len(found)} conflicted document(s) in {db}", err=True)
