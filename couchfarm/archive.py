@@ -61,12 +61,16 @@ class Archive:
         }
 
     def entries(self, db: str, doc_id: str) -> list[dict[str, Any]]:
-        """Archived resolutions of one document, oldest first."""
+        """Archived resolutions of one document, oldest first; ``FarmError`` when the archive
+        database does not exist (a misspelt ``archive_db``, or nothing was ever archived there)."""
         prefix = f"{db}:{doc_id}:"
         try:
             rows = self.client.all_docs(self.db, startkey=prefix, endkey=prefix + "\ufff0", include_docs=True)
         except NotFound:
-            return []
+            raise FarmError(
+                f"the archive database {self.db} (archive_db) does not exist on {self.client.url}: "
+                "nothing was ever archived there; is archive_db the one the farm writes to?"
+            ) from None
         return sorted((r["doc"] for r in rows if r.get("doc")), key=lambda d: d["at"])
 
 

@@ -16,7 +16,7 @@ from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
 from couchfarm.replay import replay as replay_entries
 from couchfarm.settings import Settings
-from workers.cli_common import config_options, echo_json, load_settings
+from workers.cli_common import config_options, couch_client, echo_json, load_settings
 from workers.farm import celery_app, farm_state
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -68,7 +68,7 @@ def dlq_show(entry_id: str, config: str | None, couch_url: str | None) -> None:
     """Everything about one dead letter, with the document's current leaves."""
     store, settings = _store(config, couch_url)
     entry = _get(store, entry_id)
-    leaves = factory.couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
+    leaves = couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
     echo_json({**entry.as_json(), "current_leaves": leaves})
 
 
@@ -104,7 +104,7 @@ def dlq_replay(
         raise click.UsageError("give exactly one of ID, --db NAME or --all")
     store, settings = _store(config, couch_url)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
-    engine = factory.engine(settings, factory.couch_client(settings))
+    engine = factory.engine(settings, couch_client(settings))
     done = replay_entries(
         engine,
         store,

@@ -15,7 +15,7 @@ from couchfarm.deadletters import MemoryDeadLetters
 from couchfarm.driver import Summary, resolve_docs
 from couchfarm.errors import ConfigError
 from couchfarm.scan import candidate_pages
-from workers.cli_common import config_options, echo_json, load_settings, progress_bar
+from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
 
 
 @click.command()
@@ -40,7 +40,7 @@ def resolve(
     1 when there are any.
     """
     settings = load_settings(config, strategy, couch_url=couch_url)
-    client = factory.couch_client(settings)
+    client = couch_client(settings)
     engine = factory.engine(settings, client, strategy)
     ids = list(doc_ids) or [i for page, _ in candidate_pages(client, db) for i in page]
     sink = MemoryDeadLetters()
@@ -98,6 +98,6 @@ def undo(db: str, doc_id: str, config: str | None, couch_url: str | None, pick: 
         raise ConfigError(
             "undo needs archive_db (COUCHFARM_ARCHIVE_DB) naming the audit database", field="archive_db"
         )
-    client = factory.couch_client(settings)
+    client = couch_client(settings)
     revs = undo_resolution(client, Archive(client, settings.archive_db), db, doc_id, pick=pick)
     click.echo(printable(f"{doc_id}: wrote {', '.join(revs)}"))

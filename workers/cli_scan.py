@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from couchfarm.console import printable
-from couchfarm.factory import couch_client
+from couchfarm.errors import FarmError, NotFound
 from couchfarm.scan import scan as scan_db
-from workers.cli_common import config_options, echo_json, load_settings, progress_bar
+from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
 
 
 @click.command()
@@ -26,7 +26,10 @@ def scan(
     """List the conflicted documents of DB (more than one live leaf) with leaf count and revs."""
     settings = load_settings(config, couch_url=couch_url)
     client = couch_client(settings)
-    info = client.db_info(db)
+    try:
+        info = client.db_info(db)
+    except NotFound:
+        raise FarmError(f"the database {db} does not exist on {client.url}") from None
     total = int(info.get("doc_count", 0)) + int(info.get("doc_del_count", 0) or 0)
     with progress_bar(total, f"scanning {db}") as advance:
         found = list(
