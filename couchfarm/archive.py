@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from couchfarm.canonical import canonical, digest
+from couchfarm.console import printable
 from couchfarm.errors import FarmError, NotFound
 from couchfarm.models import TOMBSTONE_FIELD, Leaf
 from couchfarm.plan import Plan
@@ -60,12 +61,16 @@ class Archive:
         }
 
     def entries(self, db: str, doc_id: str) -> list[dict[str, Any]]:
-        """Archived resolutions of one document, oldest first."""
+        """Archived resolutions of one document, oldest first; ``FarmError`` when the archive
+        database does not exist (a misspelt ``archive_db``, or nothing was ever archived there)."""
         prefix = f"{db}:{doc_id}:"
         try:
             rows = self.client.all_docs(self.db, startkey=prefix, endkey=prefix + "\ufff0", include_docs=True)
         except NotFound:
-            return []
+            raise FarmError(
+                f"the archive database {self.db} (archive_db) does not exist on {self.client.url}: "
+                "nothing was ever archived there; is archive_db the one the farm writes to?"
+            ) from None
         return sorted((r["doc"] for r in rows if r.get("doc")), key=lambda d: d["at"])
 
 
@@ -73,14 +78,16 @@ def undo(client: Any, archive: Archive, db: str, doc_id: str, *, pick: str | Non
     """Restore the latest archived resolution of ``doc_id``; returns the revisions written."""
     entries = archive.entries(db, doc_id)
     if not entries:
-        raise FarmError(f"no archived resolution of {doc_id} in {archive.db}")
+        raise FarmError(f"no archived resolution of {printable(doc_id)} in {archive.db}")
     entry = entries[-1]
     leaves = [Leaf.from_doc(d) for d in client.read_leaves(db, [doc_id])[doc_id]]
     live = sorted((leaf for leaf in leaves if not leaf.deleted), key=lambda leaf: leaf.rev, reverse=True)
     bodies = {item["rev"]: item["body"] for item in entry["leaves"]}
     if pick is not None:
         if pick not in bodies:
-            raise FarmError(f"{pick} is not an archived leaf of {doc_id} (have {', '.join(sorted(bodies))})")
+            raise FarmError(
+                f"{pick} is not an archived leaf of {printable(doc_id)} (have {', '.join(sorted(bodies))})"
+            )
         return [_write_on_top(client, db, doc_id, live, bodies[pick])]
     written = []
     for rev, body in bodies.items():
@@ -88,7 +95,9 @@ def undo(client: Any, archive: Archive, db: str, doc_id: str, *, pick: str | Non
             continue
         tomb = next((leaf for leaf in leaves if leaf.deleted and leaf.ancestry[1:2] == (rev,)), None)
         if tomb is None:
-            raise FarmError(f"the tombstone of {rev} is no longer a leaf of {doc_id}; use --pick instead")
+            raise FarmError(
+                f"the tombstone of {rev} is no longer a leaf of {printable(doc_id)}; use --pick instead"
+            )
         written.append(_resurrect(client, db, doc_id, tomb, body))
     if entry["winner_rev"] in bodies and live:
         written.append(_write_on_top(client, db, doc_id, live, bodies[entry["winner_rev"]]))
@@ -99,7 +108,7 @@ def _write_on_top(client: Any, db: str, doc_id: str, live: list[Leaf], body: dic
     from couchfarm.models import winner_key
 
     if not live:
-        raise FarmError(f"{doc_id} has no live leaf to write on")
+        raise FarmError(f"{printable(doc_id)} has no live leaf to write on")
     winner = max(live, key=lambda leaf: winner_key(leaf.rev, False))
     result = client.put(db, {"_id": doc_id, "_rev": winner.rev, **canonical(body)})
     return str(result["rev"])
@@ -118,5 +127,5 @@ def _resurrect(client: Any, db: str, doc_id: str, tomb: Leaf, body: dict[str, An
     }
     result = client.bulk_docs(db, [doc], new_edits=False)[0]
     if not result.ok:
-        raise FarmError(f"restoring a leaf of {doc_id} failed: {result.error} {result.reason}")
+        raise FarmError(f"restoring a leaf of {printable(doc_id)} failed: {result.error} {result.reason}")
     return str(doc["_rev"])

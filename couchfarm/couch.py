@@ -20,7 +20,15 @@ from urllib.parse import quote
 import requests
 import urllib3
 
-from couchfarm.errors import BadRequest, NotFound, Unavailable
+from couchfarm.errors import (
+    BadRequest,
+    CouchError,
+    Forbidden,
+    NotCouchDB,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, Seq, parse_continuous_line
 from couchfarm.http import Transport, quote_id
 from couchfarm.models import BulkItemResult
@@ -48,6 +56,30 @@ class CouchClient:
         if self._info is None:
             self._info = self.http.request("GET", "").json()
         return self._info
+
+    def check_server(self) -> dict[str, Any]:
+        """``GET /`` once (cached), before a command's first real request: a URL that reaches some
+        other HTTP server would otherwise surface as a baffling ``404 File not found`` on a database.
+
+        ``NotCouchDB`` unless the answer is a JSON object naming ``couchdb`` (Apache CouchDB) or
+        ``express-pouchdb`` (pouchdb-server); a final 4xx there (404, 405...) means the same.
+        401, 403 and ``Unavailable`` are raised as they are: the server may well be CouchDB.
+        """
+        try:
+            info = self.server_info()
+        except (Unauthorized, Forbidden, Unavailable):
+            raise
+        except CouchError as exc:
+            raise self._not_couchdb(f"GET / answered {exc.status} {exc.error}".rstrip()) from None
+        except ValueError:
+            raise self._not_couchdb("GET / did not answer JSON") from None
+        if not isinstance(info, dict) or not {"couchdb", "express-pouchdb"} & set(info):
+            self._info = None
+            raise self._not_couchdb("GET / did not answer CouchDB's welcome object")
+        return info
+
+    def _not_couchdb(self, why: str) -> NotCouchDB:
+        return NotCouchDB(f"{self.url} is not a CouchDB server: {why}", method="GET", url=self.url)
 
     @property
     def is_couchdb(self) -> bool:

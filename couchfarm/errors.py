@@ -11,6 +11,7 @@
     │   ├── Forbidden              403: refused (validate_doc_update, lockout, permissions)
     │   ├── NotFound               404: database, document or revision does not exist
     │   ├── Conflict               409: the document changed under us (re-read and retry)
+    │   ├── NotCouchDB             the server answers, but GET / is not CouchDB's welcome (a wrong URL)
     │   └── Unavailable            transient: connection refused/reset, timeout, 5xx, 429
     │       └── CircuitOpen        the breaker is open: failing fast without a request
     ├── LeaseLost                  this process no longer holds a database's lease (fencing)
@@ -98,6 +99,10 @@ class NotFound(CouchError):
 
 class Conflict(CouchError):
     """Raised on 409: the document changed since it was read; re-read and try again."""
+
+
+class NotCouchDB(CouchError):
+    """Raised by ``CouchClient.check_server`` when the URL answers but not as a CouchDB server."""
 
 
 class Unavailable(CouchError):

@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+# The password runs to the *last* ``@`` of the token: a raw ``@ / # : %`` in it must not end the match
+# early and leave a piece of it behind (quotes and brackets end a token in JSON and logs).
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s\"'<>]*):(?P<pw>[^\s\"'<>]*)@")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9+/=._~-]+")
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -29,16 +31,22 @@ def register_secret(value: str | None) -> None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any userinfo password replaced by ``***`` (the user name stays)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with any userinfo password replaced by ``***`` (the user name stays).
+
+    Never raises and never leaves a piece of the password, even when the password holds a raw
+    ``@ : / # %`` that makes the URL ambiguous: the userinfo is taken to end at the last ``@``
+    (a host cannot contain one), so an ambiguous URL is masked too much rather than too little.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
         return url
-    register_secret(unquote(parts.password))
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user, colon, password = rest[:at].partition(":")
+    if not colon:
+        return url  # a user name without a password
+    register_secret(password)
+    register_secret(unquote(password))
+    return f"{scheme}://{user}:{MASK}@{rest[at + 1 :]}"
 
 
 def strip_userinfo(url: str) -> tuple[str, str | None, str | None]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,13 +24,20 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from couchfarm import tls
 from couchfarm.errors import ConfigError
+from couchfarm.names import db_name_problem
+from couchfarm.settings_checks import ENV_PREFIX, Origins, contradictions
 from couchfarm.tls import TLSFiles
+from couchfarm.urls import url_problem
+from couchfarm.yamlfile import read_yaml
 
-ENV_PREFIX = "COUCHFARM_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+T = TypeVar("T")
 Deletion = Literal["update_wins", "tombstone_wins"]
 
 
@@ -60,6 +66,11 @@ class DatabaseRule(StrategySpec):
     name: str
     types: list[TypeRule] = Field(default_factory=list)
     paused: bool = False  #: leave conflicts for people (``conflicts pick/edit``)
+
+    @field_validator("name")
+    @classmethod
+    def _legal_name(cls, value: str) -> str:
+        return _refuse_if(db_name_problem(value, globs=True), value)
 
 
 class Settings(BaseSettings):
@@ -127,11 +138,17 @@ class Settings(BaseSettings):
     flower_password: SecretStr | None = None
 
     _config_dir: str | None = PrivateAttr(default=None)
+    _origins: Origins | None = PrivateAttr(default=None)
 
     @property
     def config_dir(self) -> str | None:
         """The folder of the settings file: relative schema paths are looked up there too."""
         return self._config_dir
+
+    def source_of(self, name: str) -> str:
+        """Where setting ``name`` came from: ``command line``, ``environment variable X``,
+        ``file:line`` or ``default`` (for messages about a value that turned out wrong later)."""
+        return self._origins.of_field(name) if self._origins else "default"
 
     @property
     def couch_tls(self) -> TLSFiles:
@@ -162,6 +179,25 @@ class Settings(BaseSettings):
         if cert_name not in info.data:  # the certificate failed its own check: reported there
             return value
         return tls.checked(value, tls.pair_problem(info.data[cert_name], value, cert_name))
+
+    @field_validator("couch_url")
+    @classmethod
+    def _couch_url(cls, value: str) -> str:
+        return _refuse_if(url_problem(value, ("http", "https"), "http://127.0.0.1:5984"), value)
+
+    @field_validator("redis_url", "broker_url", "result_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _refuse_if(url_problem(value, REDIS_SCHEMES, "redis://127.0.0.1:6379/0"), value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        problem = f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
+        return _refuse_if(None if level in LOG_LEVELS else problem, level)
 
     @field_validator("databases", mode="before")
     @classmethod
@@ -197,16 +233,25 @@ class Settings(BaseSettings):
             if f"{ENV_PREFIX}{key.upper()}" in env:
                 data.pop(key)  # the environment wins over the file
         data.update({k: v for k, v in overrides.items() if v is not None})
+        origins = Origins(config, lines, env, overrides)
         saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
         try:
             _swap_env(saved, {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
             settings = cls(**data)
-            settings._config_dir = str(Path(config).resolve().parent) if config else None
-            return settings
         except ValidationError as exc:
-            raise _config_error(exc, config, lines, env, overrides) from None
+            raise _config_error(exc, origins) from None
         finally:
             _swap_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}, saved)
+        settings._config_dir = str(Path(config).resolve().parent) if config else None
+        settings._origins = origins
+        clashes = contradictions(settings, origins)
+        if clashes:
+            raise ConfigError(
+                "settings contradict each other: " + "; ".join(message for _, message in clashes),
+                field=clashes[0][0],
+                source=origins.of_field(clashes[0][0].split(".")[0]),
+            )
+        return settings
 
     def __repr_args__(self) -> Any:
         from couchfarm.redact import redact_url
@@ -227,64 +272,19 @@ def _swap_env(remove: Mapping[str, str], add: Mapping[str, str]) -> None:
     os.environ.update(add)
 
 
-def read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
-    """A YAML mapping and the 1-based line of every key path in it."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", source=str(path)) from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {exc}", source=where) from None
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings", source=str(path))
-    return data, key_lines(node)
+def _refuse_if(problem: str | None, value: T) -> T:
+    """A pydantic error carrying ``problem`` as is (no "Value error," prefix, no input echoed)."""
+    if problem:
+        raise PydanticCustomError("setting", "{problem}", {"problem": problem})
+    return value
 
 
-def key_lines(
-    node: Any, path: tuple[Any, ...] = (), lines: dict[tuple[Any, ...], int] | None = None
-) -> dict[tuple[Any, ...], int]:
-    """The 1-based line of every key path of a composed YAML node: a key's own line (not its
-    value's, as for block values), so errors point at the key that is wrong."""
-    lines = {} if lines is None else lines
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines[(*path, key.value)] = key.start_mark.line + 1
-            key_lines(value, (*path, key.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            key_lines(item, (*path, i), lines)
-    return lines
-
-
-def _config_error(
-    exc: ValidationError,
-    config: str | Path | None,
-    lines: dict[tuple[Any, ...], int],
-    env: Mapping[str, str],
-    overrides: Mapping[str, Any],
-) -> ConfigError:
+def _config_error(exc: ValidationError, origins: Origins) -> ConfigError:
     problems, first_field, first_source = [], "", ""
     for err in exc.errors():
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc)
-        var = f"{ENV_PREFIX}{str(loc[0]).upper()}" if loc else ""
-        if loc and overrides.get(str(loc[0])) is not None:
-            source = "command line"
-        elif var in env:
-            source = f"environment variable {var}"
-        elif config is not None:
-            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-            source = f"{config}:{line}" if line else str(config)
-        else:
-            source = "defaults"
+        source = origins.of(loc)
         problems.append(f"{field}: {err['msg']} (from {source})")
         first_field, first_source = first_field or field, first_source or source
     return ConfigError("invalid settings: " + "; ".join(problems), field=first_field, source=first_source)

@@ -8,7 +8,9 @@ import tempfile
 
 import click
 
-from couchfarm.errors import ConfigError, FarmError
+from couchfarm.console import printable
+from couchfarm.errors import ConfigError, FarmError, Unavailable
+from workers.exit_codes import ABORTED, CONFIG, FAILED, UNREACHABLE
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -49,7 +51,9 @@ def _prepare_process(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: configuration errors and farm errors end with a clear message, not a trace."""
+    """Entry point: configuration errors, farm errors and unreachable servers end with a clear
+    message and a documented status, not a trace. Messages are escaped for the terminal: they can
+    carry document ids, and an id can hold a newline or an escape sequence."""
     _prepare_process(list(sys.argv[1:] if argv is None else argv))
     _register()
     try:
@@ -61,10 +65,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(ABORTED)
     except ConfigError as exc:
-        click.echo(f"couchfarm: configuration error: {exc}", err=True)
-        sys.exit(2)
+        _fail(CONFIG, f"configuration error: {exc}")
+    except Unavailable as exc:  # CouchDB down or unreachable, after the client's retries
+        _fail(UNREACHABLE, f"{type(exc).__name__}: {exc}")
     except FarmError as exc:
-        click.echo(f"couchfarm: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        _fail(FAILED, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        from workers.cli_common import server_failure
+
+        failure = server_failure(exc)
+        if failure is None:
+            raise
+        _fail(*failure)
+
+
+def _fail(code: int, message: str) -> None:
+    click.echo("couchfarm: " + printable(message, keep="\n"), err=True)
+    sys.exit(code)

@@ -13,9 +13,12 @@ from typing import Any, TypeVar
 import click
 
 from couchfarm import factory, trace
-from couchfarm.errors import ConfigError
+from couchfarm.couch import CouchClient
+from couchfarm.errors import ConfigError, NotCouchDB
+from couchfarm.redact import redact, strip_userinfo
 from couchfarm.settings import Settings
 from couchfarm.validation import load_validator
+from workers.exit_codes import CONFIG, UNREACHABLE
 from workers.logs import setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -27,8 +30,7 @@ def config_options(func: F) -> F:
     func = click.option(
         "--url",
         "couch_url",
-        envvar="COUCHFARM_COUCH_URL",
-        default=None,
+        default=None,  # COUCHFARM_COUCH_URL is read by the settings, so errors name the variable
         help="CouchDB server URL (credentials in userinfo are never printed). [env COUCHFARM_COUCH_URL]",
     )(func)
     func = click.option(
@@ -42,9 +44,15 @@ def config_options(func: F) -> F:
     return func
 
 
+#: The settings the command runs with, kept for ``server_failure``: a Redis error surfaces in ``main``,
+#: far from the code that knew which URL it used.
+_LOADED: list[Settings] = []
+
+
 def load_settings(config: str | None, strategy: str | None = None, **overrides: Any) -> Settings:
     """The settings, with every strategy rule built once so a bad one fails now, naming its file."""
     settings = Settings.load(config, **overrides)
+    _LOADED[:] = [settings]
     setup_logging(settings.log_format, settings.log_level)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") and trace.enable_opentelemetry():
         logging.getLogger("couchfarm").info("exporting traces with OpenTelemetry")
@@ -58,6 +66,47 @@ def load_settings(config: str | None, strategy: str | None = None, **overrides: 
         where = config or os.environ.get("COUCHFARM_CONFIG") or "COUCHFARM_DATABASES / --strategy"
         raise ConfigError(f"{exc} (in {where})", field=exc.field, source=str(where)) from None
     return settings
+
+
+def couch_client(settings: Settings) -> CouchClient:
+    """The farm's CouchDB client, after one ``GET /`` that checks the URL reaches CouchDB at all
+    (commands call this once; the hot paths build their clients with ``factory.couch_client``)."""
+    client = factory.couch_client(settings)
+    try:
+        client.check_server()
+    except NotCouchDB as exc:
+        source = settings.source_of("couch_url")
+        raise ConfigError(
+            f"{exc} (couch_url, from {source}): is the URL or its port wrong?",
+            field="couch_url",
+            source=source,
+        ) from None
+    return client
+
+
+def server_failure(exc: BaseException) -> tuple[int, str] | None:
+    """The exit status and one-line message for a Redis error that ended a command (the server
+    named without credentials, with the setting and where it came from), or None for other errors.
+
+    ``UNREACHABLE`` when Redis could not be reached (refused, timed out), ``CONFIG`` when it refused
+    the credentials."""
+    if not type(exc).__module__.startswith("redis"):
+        return None
+    from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+
+    settings = _LOADED[0] if _LOADED else None
+    url = settings.redis_url if settings and settings.redis_url else None
+    server = f"Redis at {strip_userinfo(url)[0]}" if url else "Redis"
+    where = f" (redis_url, from {settings.source_of('redis_url')})" if settings and url else ""
+    reason = redact(str(exc)).rstrip(".") or type(exc).__name__
+    if isinstance(exc, AuthenticationError):
+        return CONFIG, f"{server}{where} refused the credentials: {reason}"
+    if isinstance(exc, ConnectionError | TimeoutError):
+        hint = ""
+        if isinstance(exc, TimeoutError) and url and url.lower().startswith("rediss://"):
+            hint = " (a rediss:// URL to a Redis without TLS times out like this: check the scheme)"
+        return UNREACHABLE, f"cannot reach {server}{where}: {reason}{hint}"
+    return None
 
 
 def echo_json(value: Any) -> None:

@@ -19,6 +19,7 @@ import click
 
 from couchfarm import factory, manual
 from couchfarm.canonical import same
+from couchfarm.console import printable
 from couchfarm.models import ConflictSet, Outcome
 from couchfarm.plan import Plan
 from couchfarm.resolution import Engine
@@ -67,7 +68,7 @@ def show(
     elif proposal is None:
         live = conflict.live
         state = f"one live leaf, {live[0].rev}" if live else "the document is deleted"
-        click.echo(f"{doc_id} in {db}: no conflict ({state})")
+        click.echo(printable(f"{doc_id} in {db}: no conflict ({state})"))
         _deleted_line(conflict)
     else:
         _print_comparison(conflict, proposal, max(width, 4))
@@ -75,15 +76,19 @@ def show(
 
 def _print_comparison(conflict: ConflictSet, proposal: manual.Proposal, width: int) -> None:
     live = conflict.live
-    click.echo(f"{conflict.doc_id} in {conflict.db}: conflict between {len(live)} live leaves")
+    click.echo(printable(f"{conflict.doc_id} in {conflict.db}: conflict between {len(live)} live leaves"))
     for i, leaf in enumerate(live):
-        click.echo(f"  {_short(leaf.rev)}  {leaf.rev}" + ("  * CouchDB's current winner" if i == 0 else ""))
-    headers = ["", "FIELD", *(_short(leaf.rev) + ("*" if i == 0 else "") for i, leaf in enumerate(live))]
+        click.echo(
+            printable(f"  {_short(leaf.rev)}  {leaf.rev}")
+            + ("  * CouchDB's current winner" if i == 0 else "")
+        )
+    revs = [printable(_short(leaf.rev)) + ("*" if i == 0 else "") for i, leaf in enumerate(live)]
+    headers = ["", "FIELD", *revs]
     headers.append(f"PROPOSED ({proposal.strategy})")
-    rows = [
-        ["!" if row.differs else "", row.field]
-        + [manual.cell(v, width) for v in row.values]
-        + [manual.cell(row.proposed, width)]
+    rows = [  # field names and values come from the documents: escaped for the terminal
+        ["!" if row.differs else "", printable(row.field)]
+        + [printable(manual.cell(v, width)) for v in row.values]
+        + [printable(manual.cell(row.proposed, width))]
         for row in manual.compare(conflict, proposal)
     ]
     widths = [max(len(str(line[i])) for line in [headers, *rows]) for i in range(len(headers))]
@@ -93,7 +98,7 @@ def _print_comparison(conflict: ConflictSet, proposal: manual.Proposal, width: i
     click.echo("")
     click.echo("! differs between leaves   - field absent   * CouchDB's current winner")
     if proposal.body is None:
-        click.echo(f"no proposed merge from {proposal.strategy}: {proposal.reason}")
+        click.echo(printable(f"no proposed merge from {proposal.strategy}: {proposal.reason}"))
     _deleted_line(conflict)
 
 
@@ -104,7 +109,7 @@ def _short(rev: str) -> str:
 
 def _deleted_line(conflict: ConflictSet) -> None:
     if conflict.deleted:
-        click.echo("deleted leaves: " + ", ".join(leaf.rev for leaf in conflict.deleted))
+        click.echo(printable("deleted leaves: " + ", ".join(leaf.rev for leaf in conflict.deleted)))
 
 
 # -- pick and edit -----------------------------------------------------------------------------
@@ -147,13 +152,16 @@ def edit(
     engine = _engine(config, couch_url, strategy)
     conflict = manual.read_conflict(engine, db, doc_id)
     if not manual.is_conflicted(conflict):
-        click.echo(f"{doc_id} in {db}: no conflict: nothing to resolve")
+        click.echo(printable(f"{doc_id} in {db}: no conflict: nothing to resolve"))
         return
     proposal = manual.propose(engine, conflict)
     start = proposal.body
     if start is None:
         start = conflict.live[0].body
-        click.echo(f"no proposed merge ({proposal.reason}): starting from {conflict.live[0].rev}", err=True)
+        click.echo(
+            printable(f"no proposed merge ({proposal.reason}): starting from {conflict.live[0].rev}"),
+            err=True,
+        )
     path = _draft(start)
     try:
         click.edit(filename=str(path), editor=os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
@@ -187,13 +195,13 @@ def _write(engine: Engine, plan: Plan, dry_run: bool) -> bool:
         click.echo("dry run: nothing written", err=True)
         return True
     if not manual.has_writes(plan):
-        click.echo(f"{plan.doc_id}: nothing to write (that leaf is already the only live one)")
+        click.echo(printable(f"{plan.doc_id}: nothing to write (that leaf is already the only live one)"))
         return True
     result = manual.apply(engine, plan)
     if result.outcome is Outcome.RESOLVED:
-        click.echo(f"{plan.doc_id}: resolved by hand; wrote {', '.join(result.written)}")
+        click.echo(printable(f"{plan.doc_id}: resolved by hand; wrote {', '.join(result.written)}"))
         return True
-    click.echo(f"couchfarm: {plan.doc_id}: not resolved: {result.reason}", err=True)
+    click.echo(printable(f"couchfarm: {plan.doc_id}: not resolved: {result.reason}"), err=True)
     if (result.reason or "").startswith("winner write"):
         click.echo("nothing was tombstoned: every leaf is still live", err=True)
     if result.outcome is Outcome.RETRY:
@@ -272,8 +280,9 @@ def list_(db: str, config: str | None, couch_url: str | None, as_json: bool) -> 
     if as_json:
         echo_json({"db": db, "source": source, "conflicts": found})
         return
-    width = max([len(item["id"]) for item in found] + [6])
+    ids = [printable(item["id"]) for item in found]
+    width = max([len(i) for i in ids] + [6])
     click.echo(f"{'DOC ID':<{width}}  CONFLICTING REVS")
-    for item in found:
-        click.echo(f"{item['id']:<{width}}  {', '.join(item['revs'])}")
+    for doc_id, item in zip(ids, found, strict=True):
+        click.echo(f"{doc_id:<{width}}  {printable(', '.join(item['revs']))}")
     click.echo(f"{len(found)} conflicted document(s) in {db}", err=True)

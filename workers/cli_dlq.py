@@ -11,11 +11,12 @@ from pathlib import Path
 import click
 
 from couchfarm import factory
+from couchfarm.console import printable
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
 from couchfarm.replay import replay as replay_entries
 from couchfarm.settings import Settings
-from workers.cli_common import config_options, echo_json, load_settings
+from workers.cli_common import config_options, couch_client, echo_json, load_settings
 from workers.farm import celery_app, stores
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -55,7 +56,8 @@ def dlq_list(
         return
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.last_failure))
-        click.echo(f"{e.id}  {when}  {e.db}/{e.doc_id}  x{e.attempts}  {e.error}: {e.reason[:120]}")
+        line = f"{e.id}  {when}  {e.db}/{e.doc_id}  x{e.attempts}  {e.error}: {e.reason[:120]}"
+        click.echo(printable(line))
     click.echo(f"{len(entries)} dead letter(s)", err=True)
 
 
@@ -66,7 +68,7 @@ def dlq_show(entry_id: str, config: str | None, couch_url: str | None) -> None:
     """Everything about one dead letter, with the document's current leaves."""
     store, settings = _store(config, couch_url)
     entry = _get(store, entry_id)
-    leaves = factory.couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
+    leaves = couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
     echo_json({**entry.as_json(), "current_leaves": leaves})
 
 
@@ -102,7 +104,7 @@ def dlq_replay(
         raise click.UsageError("give exactly one of ID, --db NAME or --all")
     store, settings = _store(config, couch_url)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
-    engine = factory.engine(settings, factory.couch_client(settings))
+    engine = factory.engine(settings, couch_client(settings))
     done = replay_entries(engine, store, entries, factory.policy(settings, dry_run=dry_run), sleep=time.sleep)
     if as_json:
         echo_json(
@@ -122,8 +124,10 @@ def dlq_replay(
         for r in done:
             state = "removed" if r.removed else ("dry run" if dry_run else "kept")
             click.echo(
-                f"{r.entry.db}/{r.entry.doc_id}: {r.result.outcome.value} ({state})"
-                + (f": {r.result.reason}" if r.result.reason and not r.removed else "")
+                printable(
+                    f"{r.entry.db}/{r.entry.doc_id}: {r.result.outcome.value} ({state})"
+                    + (f": {r.result.reason}" if r.result.reason and not r.removed else "")
+                )
             )
     if not dry_run and any(not r.removed for r in done):
         sys.exit(1)

@@ -3,7 +3,8 @@
 Exit statuses: ``validate`` 0 valid, 2 invalid; ``plan`` 0 nothing to change, 2 changes pending,
 1 error; ``apply`` 0 applied, 3 some changes blocked (server limits, unreadable node, a ``_security``
 change that needs --allow-widen), 1 an error or a change the server refused; ``watch`` in a bounded
-mode 0, or 2 when an alert fired; ``sync`` 0 done, 1 failed, 3 still running when --wait timed out.
+mode 0, or 2 when an alert fired; ``sync`` 0 done, 1 failed, 3 still running when --wait timed out,
+4 the server that would run it cannot be reached (README "Exit codes").
 Credentials are read from the environment variables the topology names and are never printed.
 """
 
@@ -343,7 +344,8 @@ def sync(
 ) -> None:
     """One-shot replication of SOURCE to TARGET (node names of --topology, or URLs) through
     _replicator. Exit 0 when written (with --wait: completed), 1 when it failed (the reason is
-    printed), 3 when --wait timed out with the job still going."""
+    printed), 3 when --wait timed out with the job still going, 4 when the server that would run it
+    (SOURCE with --push, TARGET with --pull) cannot be reached."""
     load_settings(None)
     topo = load_topology(topology_path) if topology_path else None
     src = resolve_end(source, topo, os.environ, source_auth_env)

@@ -11,10 +11,11 @@ from couchfarm import factory
 from couchfarm.archive import Archive
 from couchfarm.archive import undo as undo_resolution
 from couchfarm.batch import BatchLife, LocalRecord, Summary
+from couchfarm.console import printable
 from couchfarm.deadletters import MemoryDeadLetters
 from couchfarm.errors import ConfigError
 from couchfarm.scan import candidate_pages
-from workers.cli_common import config_options, echo_json, load_settings, progress_bar
+from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
 
 
 @click.command()
@@ -39,7 +40,7 @@ def resolve(
     1 when there are any.
     """
     settings = load_settings(config, strategy, couch_url=couch_url)
-    client = factory.couch_client(settings)
+    client = couch_client(settings)
     engine = factory.engine(settings, client, strategy)
     ids = list(doc_ids) or [i for page, _ in candidate_pages(client, db) for i in page]
     life = BatchLife(engine, LocalRecord(), MemoryDeadLetters(), factory.policy(settings, dry_run=dry_run))
@@ -69,7 +70,7 @@ def report(summary: Summary, db: str, dry_run: bool, as_json: bool) -> None:
         if dry_run and r.plan:
             echo_json(r.plan)
     for r in summary.dead:
-        click.echo(f"dead letter: {r.doc_id}: {r.error}: {r.reason}", err=True)
+        click.echo(printable(f"dead letter: {r.doc_id}: {r.error}: {r.reason}"), err=True)
     parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no conflicts"
     click.echo(
         f"{db}: {parts} in {summary.seconds:.1f}s" + (" (dry run: nothing written)" if dry_run else "")
@@ -88,6 +89,6 @@ def undo(db: str, doc_id: str, config: str | None, couch_url: str | None, pick: 
         raise ConfigError(
             "undo needs archive_db (COUCHFARM_ARCHIVE_DB) naming the audit database", field="archive_db"
         )
-    client = factory.couch_client(settings)
+    client = couch_client(settings)
     revs = undo_resolution(client, Archive(client, settings.archive_db), db, doc_id, pick=pick)
-    click.echo(f"{doc_id}: wrote {', '.join(revs)}")
+    click.echo(printable(f"{doc_id}: wrote {', '.join(revs)}"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from couchfarm.factory import couch_client
+from couchfarm.console import printable
+from couchfarm.errors import FarmError, NotFound
 from couchfarm.scan import scan as scan_db
-from workers.cli_common import config_options, echo_json, load_settings, progress_bar
+from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
 
 
 @click.command()
@@ -25,7 +26,10 @@ def scan(
     """List the conflicted documents of DB (more than one live leaf) with leaf count and revs."""
     settings = load_settings(config, couch_url=couch_url)
     client = couch_client(settings)
-    info = client.db_info(db)
+    try:
+        info = client.db_info(db)
+    except NotFound:
+        raise FarmError(f"the database {db} does not exist on {client.url}") from None
     total = int(info.get("doc_count", 0)) + int(info.get("doc_del_count", 0) or 0)
     with progress_bar(total, f"scanning {db}") as advance:
         found = list(
@@ -34,8 +38,9 @@ def scan(
     if as_json:
         echo_json([c.as_json() for c in found])
         return
-    width = max([len(c.doc_id) for c in found] + [6])
+    ids = [printable(c.doc_id) for c in found]
+    width = max([len(i) for i in ids] + [6])
     click.echo(f"{'DOC ID':<{width}}  LEAVES  REVS")
-    for c in found:
-        click.echo(f"{c.doc_id:<{width}}  {len(c.live):>6}  {', '.join(c.live)}")
+    for doc_id, c in zip(ids, found, strict=True):
+        click.echo(f"{doc_id:<{width}}  {len(c.live):>6}  {printable(', '.join(c.live))}")
     click.echo(f"{len(found)} conflicted document(s) in {db}", err=True)

@@ -2,7 +2,9 @@
 
 Structured fields passed with ``extra=`` (db, doc_id, revs, outcome, correlation_id, traceparent…)
 appear as JSON members or ``key=value`` pairs. Every handler carries the redacting filter, so no
-password, token or Authorization value reaches a log line.
+password, token or Authorization value reaches a log line. The console format escapes control
+characters in the message and the fields (``couchfarm.console.printable``): a document id with a
+newline or an ANSI escape must not forge a line or repaint the terminal. JSON escapes them itself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from couchfarm.console import printable
 from couchfarm.redact import RedactingFilter
 from couchfarm.trace import TraceFilter
 
@@ -43,8 +46,8 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%H:%M:%S", time.localtime(record.created))
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        line = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()}" + (
+        extra = " ".join(f"{k}={printable(v)}" for k, v in _fields(record).items())
+        line = f"{ts} {record.levelname:<7} {record.name}: {printable(record.getMessage())}" + (
             f"  {extra}" if extra else ""
         )
         if record.exc_text:

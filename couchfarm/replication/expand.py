@@ -35,7 +35,7 @@ from couchfarm.replication.topology import (
     unknown_node,
     unknown_profile,
 )
-from couchfarm.settings import read_yaml
+from couchfarm.yamlfile import read_yaml
 
 Pair = tuple[str, str, str]  #: (source, target, node that runs it)
 FILTER_FIELDS = ("doc_ids", "filter", "query_params", "selector")

@@ -32,6 +32,7 @@ from pydantic import (
 from couchfarm.redact import MASK, redact, redact_url
 from couchfarm.replication.errors import SERVER_WRITTEN, ReplicationDocError, dotted
 from couchfarm.replication.errors import describe as describe_error
+from couchfarm.replication.mango import selector_problem
 
 MARKER = "couchfarm"  #: top-level field that marks a document couchfarm created (CouchDB ignores it)
 _FILTER = re.compile(r"^[^/\s]+/[^/\s]+$")
@@ -188,6 +189,9 @@ class ReplicationOptions(BaseModel):
         other = [k for k in ("doc_ids", "filter") if info.data.get(k) is not None]
         if other:
             raise ValueError(f"doc_ids, filter and selector are mutually exclusive (also set: {other[0]})")
+        problem = selector_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("since_seq")

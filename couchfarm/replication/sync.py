@@ -25,7 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from couchfarm.couch import CouchClient
-from couchfarm.errors import ConfigError, CouchError, Forbidden, NotFound, Unauthorized
+from couchfarm.errors import ConfigError, CouchError, Forbidden, NotFound, Unauthorized, Unavailable
 from couchfarm.redact import redact, register_secret, strip_userinfo
 from couchfarm.replication.api import get_doc, put_doc
 from couchfarm.replication.endpoints import client_for, node_tls
@@ -150,11 +150,25 @@ def precheck(job: SyncJob) -> list[str]:
                 doc_id=job.doc_id,
             ) from None
         except CouchError as exc:
+            if end is job.runner and isinstance(exc, Unavailable):
+                raise _runner_unreachable(job, role, exc) from None
             warnings.append(
                 f"{job.doc_id}: cannot reach the {role} {end.label} from here ({type(exc).__name__}); "
                 "the node that runs the sync may"
             )
     return warnings
+
+
+def _runner_unreachable(job: SyncJob, role: str, exc: Unavailable) -> Unavailable:
+    """The sync's document goes into the runner's ``_replicator``: without the runner, nothing can
+    start, and the breaker's ``CircuitOpen`` on that write would not say which server is down."""
+    other = "--pull (run on the target)" if role == "source" else "--push (run on the source)"
+    return Unavailable(
+        f"cannot reach the {role} {job.runner.label}, which would run {job.doc_id}: nothing was "
+        f"written; retry when it is up, or use {other} ({redact(str(exc))[:200]})",
+        url=exc.url,
+        method=exc.method,
+    )
 
 
 def body_for(job: SyncJob, couchdb: bool) -> dict[str, Any]:

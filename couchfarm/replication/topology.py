@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic import field_validator as validates
 
+from couchfarm.names import db_name_problem
 from couchfarm.replication.errors import TopologyError, clean_loc, describe, dotted
 from couchfarm.replication.models import ReplicationOptions
 from couchfarm.replication.profiles import PRESETS, Profile
@@ -38,7 +39,6 @@ from couchfarm.tls import TLSSpec
 
 Loc = tuple[Any, ...]
 NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*$")
 LINK_KINDS = ("mesh", "hub", "chain", "from", "link")
 STRICT = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -297,8 +297,9 @@ def _check_names(topo: Topology, problems: Problems) -> None:
         if not NODE_NAME.match(name):
             problems.add(("nodes", name), f"node name {name!r} must be lower-case letters, digits, - or _")
     for i, db in enumerate(topo.databases):
-        if not DB_NAME.match(db):
-            problems.add(("databases", i), f"{db!r} is not a legal CouchDB database name")
+        problem = db_name_problem(db)
+        if problem:
+            problems.add(("databases", i), problem)
     if len(set(topo.databases)) != len(topo.databases):
         problems.add(("databases",), "lists a database twice")
 
