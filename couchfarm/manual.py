@@ -62,10 +62,19 @@ class FieldRow:
 def read_conflict(engine: Engine, db: str, doc_id: str) -> ConflictSet:
     """Every leaf of one document; ``ManualRefused`` when it does not exist (``NotFound`` for the db)."""
     conflict = engine.read(db, [doc_id])[doc_id]
+    refuse_partial(conflict)
     if not conflict.leaves:
         engine.client.db_info(db)  # a missing database is the better message
         raise ManualRefused(f"document {doc_id!r} not found in {db}")
     return conflict
+
+
+def refuse_partial(conflict: ConflictSet) -> None:
+    if conflict.read_error is not None:
+        raise ManualRefused(
+            f"the leaves of {conflict.doc_id!r} could not be read completely ({conflict.read_error}): "
+            "nothing written; try again"
+        )
 
 
 def is_conflicted(conflict: ConflictSet) -> bool:
@@ -77,6 +86,7 @@ def reread_unchanged(engine: Engine, before: ConflictSet) -> ConflictSet:
     """The leaves read again; ``ManualRefused`` when their revs differ from ``before`` (someone wrote,
     or the farm resolved it, while a person was deciding)."""
     now = engine.read(before.db, [before.doc_id])[before.doc_id]
+    refuse_partial(now)
     if now.revs != before.revs:
         raise ManualRefused(
             f"the leaves of {before.doc_id!r} changed while you were editing "

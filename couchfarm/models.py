@@ -75,6 +75,9 @@ class ConflictSet:
     doc_id: str
     leaves: tuple[Leaf, ...]
     base: dict[str, Any] | None = None
+    #: why the leaves as read cannot be trusted (an error entry, nothing read for a document that
+    #: exists): the document is retried, never resolved from a partial read
+    read_error: str | None = None
 
     @property
     def live(self) -> tuple[Leaf, ...]:

@@ -1,8 +1,9 @@
 """Resolve a batch of documents: read every leaf in bulk, merge, write the winner, then tombstone.
 
-Steps for one batch (ARCHITECTURE.md, invariant 2 — no tombstone before the winner is safe):
+Steps for one batch (docs/architecture.md, invariant 2 — no tombstone before the winner is safe):
 1. one bulk read of every leaf of every document (plus the common ancestor's body for strategies
-   that do three-way merges);
+   that do three-way merges); a read that failed for one document (an error entry inside a 200,
+   nothing read for a document that exists) -> RETRY of that document;
 2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
    merge by a different strategy definition (provenance) -> DEAD_LETTERED with the reason;
 3. one ``_bulk_docs`` with the merged winners (skipped per document when the winner already holds
@@ -23,6 +24,7 @@ from typing import Any
 from couchfarm.errors import BadRequest, CouchError, NotFound, ResolverError, Unavailable
 from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
+from couchfarm.replies import LeafRead
 from couchfarm.resolvers import Router, is_conflict
 from couchfarm.validation import load_validator
 
@@ -77,11 +79,29 @@ class Engine:
     # -- reading --------------------------------------------------------------------------------
 
     def read(self, db: str, doc_ids: list[str]) -> dict[str, ConflictSet]:
-        leaves = self.client.read_leaves(db, doc_ids)
-        return {
-            doc_id: ConflictSet(db, doc_id, tuple(Leaf.from_doc(d) for d in leaves.get(doc_id, [])))
-            for doc_id in doc_ids
-        }
+        """Every leaf of each document; ``read_error`` set where the read cannot be trusted, no
+        leaves where the document does not exist (missing, purged, or deleted everywhere)."""
+        reads = self.client.read_leaf_sets(db, doc_ids)
+        out = {}
+        for doc_id in doc_ids:
+            read = reads.get(doc_id) or LeafRead()
+            problem = read.problem
+            if problem is not None and (problem := self._still_there(db, doc_id, problem)) is None:
+                out[doc_id] = ConflictSet(db, doc_id, ())  # gone: nothing to resolve
+                continue
+            leaves = tuple(Leaf.from_doc(d) for d in read.docs)
+            out[doc_id] = ConflictSet(db, doc_id, leaves, read_error=problem)
+        return out
+
+    def _still_there(self, db: str, doc_id: str, problem: str) -> str | None:
+        """``problem`` when the document exists (its read is to be retried); None when it is gone."""
+        try:
+            self.client.get(db, doc_id)
+        except NotFound:
+            return None  # missing, purged, or its winner is a deletion: every leaf is deleted
+        except CouchError as exc:
+            return f"{problem}; checking the document failed too: {exc}"
+        return problem
 
     def with_base(self, conflict: ConflictSet) -> ConflictSet:
         """The conflict with ``base`` set to the last common ancestor's body, when the server has it."""
@@ -101,6 +121,11 @@ class Engine:
         """The plan for one document, or its final result when there is nothing to write."""
         resolver, spec = self.router.route(conflict.db, conflict)
         result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
+        if conflict.read_error is not None:
+            return retry(result, "ReadError", f"leaves not read completely: {conflict.read_error}")
+        if not conflict.leaves:
+            result.reason = "the document does not exist (missing or purged)"
+            return result
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
@@ -273,6 +298,13 @@ def leaves_after(plan: Plan, written: list[str]) -> list[str]:
 
 def dead(result: DocResult, error: str, reason: str) -> DocResult:
     result.outcome, result.error, result.reason = Outcome.DEAD_LETTERED, error, reason
+    return result
+
+
+def retry(result: DocResult, error: str, reason: str) -> DocResult:
+    """Leave the document for a later attempt; after ``max_retries`` the retry loop dead-letters
+    it with this reason."""
+    result.outcome, result.error, result.reason = Outcome.RETRY, error, reason
     return result
 
 

@@ -58,13 +58,16 @@ def test_longpoll_timeout_body_with_heartbeat_newlines() -> None:
 def test_bulk_get_every_leaf_and_error_entries() -> None:
     body = find("03_bulk_get.json", "/rec_bg/_bulk_get", "POST")["response"]["body"]
     leaves = parse_bulk_get(body, ["a"])
-    assert {d["_rev"] for d in leaves["a"]} == {"2-abc", "2-bbb", "3-ddd", "2-eee"}
+    assert {d["_rev"] for d in leaves["a"].docs} == {"2-abc", "2-bbb", "3-ddd", "2-eee"}
+    assert leaves["a"].problem is None
     missing = next(
         e["response"]["body"]
         for e in exchanges("03_bulk_get.json")
         if e["request"].get("body") == {"docs": [{"id": "nope"}]}
     )
-    assert parse_bulk_get(missing, ["nope"]) == {"nope": []}
+    # an error entry inside the 200 is kept: the engine checks the document and retries or skips it
+    (nope,) = parse_bulk_get(missing, ["nope"]).values()
+    assert nope.docs == [] and nope.problem == "not_found: missing (rev undefined)"
 
 
 def test_bulk_docs_results_in_request_order_and_new_edits_false_errors() -> None:
@@ -84,3 +87,18 @@ def test_bulk_docs_results_in_request_order_and_new_edits_false_errors() -> None
             assert res.kind in {"ok", "conflict", "forbidden", "unauthorized", "other"}
         kinds = {r.kind for r in results}
         assert kinds & {"conflict", "forbidden", "unauthorized", "other"} or all(r.ok for r in results)
+
+
+def test_bulk_get_error_entries_make_a_partial_read() -> None:
+    # 12: after compaction a non-leaf revision comes back as an error entry inside the 200
+    body = exchanges("12_compaction_and_manual_deletes.json")[9]["response"]["body"]
+    (read,) = parse_bulk_get(body, ["a"]).values()
+    assert [d["_rev"] for d in read.docs] == ["2-bbb"] and read.problem == "not_found: missing (rev 1-aaa)"
+    # 03: five requests, duplicates of one id included; an entry without an id belongs to nobody
+    mixed = find("03_bulk_get.json", "/rec_bg/_bulk_get?revs=true", "POST")["response"]["body"]
+    reads = parse_bulk_get(mixed, ["a", "nope", "b"])
+    assert {d["_rev"] for d in reads["a"].docs} == {"2-abc", "2-bbb", "3-ddd", "2-eee"}
+    assert reads["a"].problem == "not_found: missing (rev 9-zzz)"
+    assert reads["b"].problem is None and reads["nope"].docs == []
+    no_id = exchanges("03_bulk_get.json")[13]["response"]["body"]
+    assert parse_bulk_get(no_id, ["a"])["a"].problem == "the read returned no leaf"
