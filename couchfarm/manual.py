@@ -102,8 +102,11 @@ def reread_unchanged(engine: Engine, before: ConflictSet) -> ConflictSet:
 def propose(engine: Engine, conflict: ConflictSet) -> Proposal:
     """The merge the routed strategy would write, without provenance: a person's write is ``manual``."""
     resolver, spec = engine.router.route(conflict.db, conflict)
-    if spec.strategy in BASE_STRATEGIES:
-        conflict = engine.with_base(conflict)
+    try:
+        if spec.strategy in BASE_STRATEGIES:
+            conflict = engine.with_base(conflict)
+    except FarmError as exc:  # the ancestor's body is gone, or the read failed: show the leaves anyway
+        return Proposal(resolver.name, reason=f"{type(exc).__name__}: {exc}")
     try:
         resolution = resolver.resolve(conflict)
     except Exception as exc:  # a user strategy's bug must not hide the leaves from the person

@@ -69,12 +69,13 @@ class Leaf:
 @dataclass(frozen=True)
 class ConflictSet:
     """Every leaf of one document as read in one go; ``base`` is the last common ancestor's body
-    when the server still has it, else None."""
+    (``base_attachments`` its attachment stubs) when the engine read it, else None."""
 
     db: str
     doc_id: str
     leaves: tuple[Leaf, ...]
     base: dict[str, Any] | None = None
+    base_attachments: dict[str, Any] | None = None
     #: why the leaves as read cannot be trusted (an error entry, nothing read for a document that
     #: exists): the document is retried, never resolved from a partial read
     read_error: str | None = None

@@ -3,7 +3,7 @@
 Steps for one batch (docs/architecture.md, invariant 2 — no tombstone before the winner is safe):
 1. one bulk read of every leaf of every document (plus the common ancestor's body for strategies
    that do three-way merges); a read that failed for one document (an error entry inside a 200,
-   nothing read for a document that exists) -> RETRY of that document;
+   nothing read for a document that exists, the ancestor's body gone) -> RETRY of that document;
 2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
    merge by a different strategy definition (provenance) -> DEAD_LETTERED with the reason;
 3. one ``_bulk_docs`` with the merged winners (skipped per document when the winner already holds
@@ -18,11 +18,11 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from couchfarm.errors import BadRequest, CouchError, NotFound, ResolverError, Unavailable
-from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome
+from couchfarm.errors import AncestorMissing, BadRequest, CouchError, NotFound, ResolverError, Unavailable
+from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
 from couchfarm.replies import LeafRead
 from couchfarm.resolvers import Router, is_conflict
@@ -104,16 +104,31 @@ class Engine:
         return problem
 
     def with_base(self, conflict: ConflictSet) -> ConflictSet:
-        """The conflict with ``base`` set to the last common ancestor's body, when the server has it."""
-        rev = common_ancestor(conflict.live)
+        """The conflict with ``base`` (and ``base_attachments``) set from the last common ancestor.
+
+        Raises ``AncestorMissing`` when this server cannot give the ancestor's body: a merge without
+        it could differ from the one a replica that has it computes, so the document waits for that
+        replica (or, after its retries, for a person). ``CouchError`` on a failed read.
+        """
+        live = conflict.live
+        rev = common_ancestor(live)
         if rev is None:
-            return conflict
+            if any(not leaf.ancestry or Rev.parse(leaf.ancestry[-1]).generation > 1 for leaf in live):
+                raise AncestorMissing(
+                    "the leaves' histories are cut short (_revs_limit) before they meet: "
+                    "their common ancestor is unknown on this server"
+                )
+            return conflict  # histories reach their first revision apart: created twice, no ancestor
         try:
             doc = self.client.get(conflict.db, conflict.doc_id, rev=rev)
-        except NotFound:  # compacted away
-            return conflict
+        except NotFound:
+            raise AncestorMissing(
+                f"the common ancestor {rev} has no body on this server (compaction or _revs_limit): "
+                "not merging without it; a replica that has it will resolve the same leaves",
+                rev=rev,
+            ) from None
         body = {k: v for k, v in doc.items() if not k.startswith("_")}
-        return ConflictSet(conflict.db, conflict.doc_id, conflict.leaves, base=body)
+        return replace(conflict, base=body, base_attachments=dict(doc.get("_attachments") or {}))
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -141,7 +156,12 @@ class Engine:
         if self.provenance and (other := foreign_provenance(conflict, resolver.fingerprint)):
             return dead(result, "ProvenanceMismatch", f"last merged by another strategy definition ({other})")
         if spec.strategy in BASE_STRATEGIES:
-            conflict = self.with_base(conflict)
+            try:
+                conflict = self.with_base(conflict)
+            except AncestorMissing as exc:
+                return retry(result, "AncestorMissing", str(exc))
+            except CouchError as exc:
+                return retry(result, type(exc).__name__, f"common ancestor read failed: {exc}")
         try:
             resolution = resolver.resolve(conflict)
         except ResolverError as exc:

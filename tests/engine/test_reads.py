@@ -13,9 +13,12 @@ from typing import Any
 
 from couchfarm.breaker import RetryPolicy
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import MemoryDeadLetters
+from couchfarm.driver import resolve_docs
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult, Engine
 from couchfarm.resolvers import Router, parse_strategy
+from couchfarm.settings import StrategySpec
 from tests.helpers import live_leaves, make_conflict
 from tests.replication.fakes import exchange, fake_client
 from tests.trace.proxy import RecordingProxy
@@ -83,6 +86,21 @@ def test_a_document_that_is_gone_is_a_noop_with_a_reason(client: CouchClient, db
     assert out["deleted"].outcome is Outcome.NOOP
 
 
+def test_a_failed_ancestor_read_retries_that_document_only(
+    pouch_server: PouchServer, client: CouchClient, db: str
+) -> None:
+    for doc_id in ("a", "b"):
+        make_conflict(client, db, doc_id, LEAVES, base={"t": "2025-12-01", "v": 0})
+
+    def fail_base(method: str, path: str) -> Any:
+        return (503, {"error": "unavailable"}) if path.startswith(f"/{db}/a?rev=") else None
+
+    with proxied(pouch_server, fail_base) as flaky:
+        out = resolve_once(flaky, db, ["a", "b"], "fields:timestamp=t")
+    assert out["a"].outcome is Outcome.RETRY and "common ancestor read failed" in (out["a"].reason or "")
+    assert out["b"].outcome is Outcome.RESOLVED
+
+
 # -- recorded CouchDB 3.4.3 answers -------------------------------------------------------------
 
 SERVER = ("GET", "/"), [(200, exchange("08", 0)["response"]["body"])]
@@ -118,3 +136,28 @@ def test_recorded_missing_document_is_a_noop() -> None:
     )
     (result,) = Engine(client, Router([])).resolve("rec_compact", ["nope"])
     assert result.outcome is Outcome.NOOP and "does not exist" in (result.reason or "")
+
+
+def test_recorded_compacted_ancestor_retries_then_dead_letters_without_writing() -> None:
+    # 12: leaves 2-bbb/2-ccc keep bodies and _revisions; GET ?rev=1-aaa is 404 after compaction
+    leaves = [{"ok": row["ok"]} for row in exchange("12", 10)["response"]["body"]]
+    compacted = exchange("12", 7)["response"]
+    client, session = fake_client(
+        dict(
+            [
+                SERVER,
+                bulk_get({"id": "a", "docs": leaves}),
+                (("GET", "/rec_compact/a"), [(compacted["status"], compacted["body"])]),
+            ]
+        )
+    )
+    spec = StrategySpec(strategy="fields", options={"rules": {"*": "max"}})
+    engine = Engine(client, Router([], default=spec))
+    sink = MemoryDeadLetters()
+    summary = resolve_docs(engine, "rec_compact", ["a"], sink, max_retries=2, sleep=lambda s: None)
+    (result,) = summary.results
+    assert result.outcome is Outcome.DEAD_LETTERED and result.error == "AncestorMissing"
+    assert "still failing after 2 retries" in (result.reason or "") and "1-aaa" in (result.reason or "")
+    assert ("POST", "/rec_compact/_bulk_docs") not in session.calls  # no guess was written
+    (entry,) = sink.entries.values()
+    assert entry.error == "AncestorMissing"
