@@ -175,6 +175,15 @@ class CouchClient:
         except Unavailable as exc:
             return LeafRead(errors=[f"read failed: {exc}"])
 
+    def revs_deleted(self, db: str, doc_id: str, revs: list[str]) -> dict[str, bool]:
+        """Whether each of ``revs`` (leaves or not) is a deletion, for the revisions whose body this
+        server still has: ``GET ?open_revs=[...]`` answers ``{"missing": rev}`` for a revision that
+        compaction or ``_revs_limit`` emptied (CouchDB and pouchdb-server alike); those are left out.
+        """
+        if not revs:
+            return {}
+        return {doc["_rev"]: bool(doc.get("_deleted")) for doc in self.open_revs(db, doc_id, revs)}
+
     def bulk_docs(
         self, db: str, docs: list[dict[str, Any]], *, new_edits: bool = True
     ) -> list[BulkItemResult]:

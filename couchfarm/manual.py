@@ -103,6 +103,8 @@ def propose(engine: Engine, conflict: ConflictSet) -> Proposal:
     """The merge the routed strategy would write, without provenance: a person's write is ``manual``."""
     resolver, spec = engine.router.route(conflict.db, conflict)
     try:
+        if spec.deletion == "tombstone_wins":
+            conflict = engine.with_history(conflict)
         if spec.strategy in BASE_STRATEGIES:
             conflict = engine.with_base(conflict)
     except FarmError as exc:  # the ancestor's body is gone, or the read failed: show the leaves anyway

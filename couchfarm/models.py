@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -76,6 +77,9 @@ class ConflictSet:
     leaves: tuple[Leaf, ...]
     base: dict[str, Any] | None = None
     base_attachments: dict[str, Any] | None = None
+    #: deletion state of non-leaf revisions the engine looked up (True: deleted, False: live;
+    #: absent: not asked, or its body is gone on this server); see ``resolvers/deletions.py``
+    history: Mapping[str, bool] = field(default_factory=dict)
     #: why the leaves as read cannot be trusted (an error entry, nothing read for a document that
     #: exists): the document is retried, never resolved from a partial read
     read_error: str | None = None

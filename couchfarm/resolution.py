@@ -1,7 +1,8 @@
 """Resolve a batch of documents: read every leaf in bulk, merge, write the winner, then tombstone.
 
 Steps for one batch (docs/architecture.md, invariant 2 — no tombstone before the winner is safe):
-1. one bulk read of every leaf of every document (plus the common ancestor's body for strategies
+1. one bulk read of every leaf of every document (plus, per document where needed, the deletion
+   state of revisions the tombstone rule asks about and the common ancestor's body for strategies
    that do three-way merges); a read that failed for one document (an error entry inside a 200,
    nothing read for a document that exists, the ancestor's body gone) -> RETRY of that document;
 2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
@@ -26,6 +27,7 @@ from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
 from couchfarm.replies import LeafRead
 from couchfarm.resolvers import Router, is_conflict
+from couchfarm.resolvers.deletions import history_needed, undecided
 from couchfarm.validation import load_validator
 
 log = logging.getLogger("couchfarm.resolution")
@@ -103,6 +105,15 @@ class Engine:
             return f"{problem}; checking the document failed too: {exc}"
         return problem
 
+    def with_history(self, conflict: ConflictSet) -> ConflictSet:
+        """The conflict with the deletion state of the revisions the tombstone rule needs
+        (``resolvers/deletions.py``); none is read for the common trees. Raises ``CouchError``."""
+        needed = history_needed(conflict)
+        if not needed:
+            return conflict
+        known = self.client.revs_deleted(conflict.db, conflict.doc_id, needed)
+        return replace(conflict, history={**conflict.history, **known})
+
     def with_base(self, conflict: ConflictSet) -> ConflictSet:
         """The conflict with ``base`` (and ``base_attachments``) set from the last common ancestor.
 
@@ -141,6 +152,12 @@ class Engine:
         if not conflict.leaves:
             result.reason = "the document does not exist (missing or purged)"
             return result
+        if spec.deletion == "tombstone_wins":
+            try:
+                conflict = self.with_history(conflict)
+            except CouchError as exc:
+                return retry(result, type(exc).__name__, f"revision history read failed: {exc}")
+            self._report_undecided(conflict)
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
@@ -175,6 +192,18 @@ class Engine:
         if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
             return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
         return plan
+
+    def _report_undecided(self, conflict: ConflictSet) -> None:
+        """A deletion the revision tree cannot judge keeps the document alive: say so."""
+        pairs = undecided(conflict)
+        if pairs:
+            self.on_event(
+                "deletion_undecided",
+                db=conflict.db,
+                doc_id=conflict.doc_id,
+                deletions=sorted({d for d, _ in pairs}),
+                live=sorted({live for _, live in pairs}),
+            )
 
     # -- the batch ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from couchfarm.couch import match_bulk_results, parse_bulk_get
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, parse_continuous_line
+from tests.replication.fakes import fake_client
 
 FIXTURES = Path(__file__).parent / "fixtures" / "couchdb"
 
@@ -102,3 +103,11 @@ def test_bulk_get_error_entries_make_a_partial_read() -> None:
     assert reads["b"].problem is None and reads["nope"].docs == []
     no_id = exchanges("03_bulk_get.json")[13]["response"]["body"]
     assert parse_bulk_get(no_id, ["a"])["a"].problem == "the read returned no leaf"
+
+
+def test_deletion_state_of_revisions_before_and_after_compaction() -> None:
+    before = exchanges("01_conflicted_doc_reads.json")[18]["response"]["body"]  # open_revs=["1-aaa"]
+    after = exchanges("01_conflicted_doc_reads.json")[36]["response"]["body"]  # [{"missing": "1-aaa"}]
+    client, _ = fake_client({("GET", "/rec_conf/a"): [(200, before), (200, after)]})
+    assert client.revs_deleted("rec_conf", "a", ["1-aaa"]) == {"1-aaa": False}
+    assert client.revs_deleted("rec_conf", "a", ["1-aaa"]) == {}  # body gone: the state is unknown
