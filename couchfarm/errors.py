@@ -15,6 +15,7 @@
     │       └── CircuitOpen        the breaker is open: failing fast without a request
     ├── LeaseLost                  this process no longer holds a database's lease (fencing)
     ├── ResolverError              a strategy (built-in or the user's) raised or returned garbage
+    │   └── AttachmentChoiceError  (couchfarm.attachments) leaves disagree on an attachment, no choice made
     ├── AncestorMissing            a three-way merge's common ancestor has no body on this server
     └── InvalidDocument            a leaf or a merge result failed schema validation
 

@@ -7,15 +7,19 @@ winner first, and the losing leaves tombstoned only once it was accepted, so a b
 An edit takes minutes, not milliseconds: :func:`reread_unchanged` reads the leaves again right before
 writing and refuses when their revs changed, so a person never overwrites an edit they did not see.
 The ``_design/couchfarm`` view lists conflicted documents without scanning the changes feed.
+Attachments follow the chosen body (``couchfarm/attachments.py``): ``pick`` keeps the picked leaf's
+copies, ``edit`` the copies the proposing strategy chose, and ``attachments_from`` names another leaf.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from couchfarm import keys
+from couchfarm.attachments import AttachmentChoiceError
 from couchfarm.canonical import same
 from couchfarm.couch import CouchClient
 from couchfarm.errors import FarmError, NotFound
@@ -44,6 +48,8 @@ class Proposal:
     body: dict[str, Any] | None = None
     delete: bool = False
     reason: str | None = None
+    chosen: tuple[str, ...] = ()  #: the leaves whose attachments follow the body (``Resolution``)
+    attachments: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,9 @@ def propose(engine: Engine, conflict: ConflictSet) -> Proposal:
         return Proposal(resolver.name, reason=f"unresolvable: {resolution.unresolvable}")
     if resolution.delete or resolution.body is None:
         return Proposal(resolver.name, delete=True, reason="the strategy deletes the document")
-    return Proposal(resolver.name, body=resolution.body)
+    return Proposal(
+        resolver.name, resolution.body, chosen=resolution.chosen, attachments=resolution.attachments
+    )
 
 
 def compare(conflict: ConflictSet, proposal: Proposal | None) -> list[FieldRow]:
@@ -184,13 +192,34 @@ def cell(value: Any, width: int) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def pick_plan(conflict: ConflictSet, rev: str) -> Plan:
-    """The writes that make live leaf ``rev``'s body the winner and tombstone every other live leaf."""
-    chosen = next((leaf for leaf in conflict.live if leaf.rev == rev), None)
-    if chosen is None:
+def live_leaf(conflict: ConflictSet, rev: str) -> Any:
+    leaf = next((leaf for leaf in conflict.live if leaf.rev == rev), None)
+    if leaf is None:
         live = ", ".join(leaf.rev for leaf in conflict.live) or "none"
         raise ManualRefused(f"{rev} is not a live leaf of {conflict.doc_id!r}; live revs: {live}")
-    return build_plan(conflict, Resolution.merged(chosen.body), MANUAL)
+    return leaf
+
+
+def by_hand(conflict: ConflictSet, body: dict[str, Any], attachments_from: str) -> Resolution:
+    """``body`` with the attachments of live leaf ``attachments_from`` (names it lacks from the
+    other live leaves, CouchDB's winner first)."""
+    live_leaf(conflict, attachments_from)
+    order = (attachments_from, *(leaf.rev for leaf in conflict.live if leaf.rev != attachments_from))
+    return Resolution.merged(body, order)
+
+
+def manual_plan(conflict: ConflictSet, resolution: Resolution) -> Plan:
+    try:
+        return build_plan(conflict, resolution, MANUAL)
+    except AttachmentChoiceError as exc:
+        raise ManualRefused(f"{exc}: choose with --attachments-from REV") from None
+
+
+def pick_plan(conflict: ConflictSet, rev: str, attachments_from: str | None = None) -> Plan:
+    """The writes that make live leaf ``rev``'s body the winner and tombstone every other live leaf;
+    attachments come from ``rev`` too unless ``attachments_from`` names another live leaf."""
+    chosen = live_leaf(conflict, rev)
+    return manual_plan(conflict, by_hand(conflict, chosen.body, attachments_from or rev))
 
 
 def parse_edit(text: str) -> dict[str, Any]:
@@ -208,8 +237,18 @@ def parse_edit(text: str) -> dict[str, Any]:
     return value
 
 
-def edit_plan(conflict: ConflictSet, body: dict[str, Any]) -> Plan:
-    return build_plan(conflict, Resolution.merged(body), MANUAL)
+def edit_plan(
+    conflict: ConflictSet,
+    body: dict[str, Any],
+    proposal: Proposal | None = None,
+    attachments_from: str | None = None,
+) -> Plan:
+    """The writes for an edited body. Attachments: those of ``attachments_from`` when given, else
+    the ones the proposal's strategy chose, else those of the leaf the draft started from (CouchDB's
+    current winner)."""
+    if attachments_from is None and proposal is not None and proposal.body is not None:
+        return manual_plan(conflict, Resolution.merged(body, proposal.chosen, proposal.attachments))
+    return manual_plan(conflict, by_hand(conflict, body, attachments_from or conflict.live[0].rev))
 
 
 def apply(engine: Engine, plan: Plan) -> DocResult:

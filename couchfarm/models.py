@@ -113,15 +113,28 @@ def _leaf_key(leaf: Leaf) -> tuple[bool, int, str]:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What a strategy decided: a merged body, a delete, or ``unresolvable`` with a reason."""
+    """What a strategy decided: a merged body, a delete, or ``unresolvable`` with a reason.
+
+    Attachments follow the body (``couchfarm/attachments.py``): ``attachments`` names, per
+    attachment, the rev of the live leaf whose copy the merge keeps (None: drop it); a name it does
+    not list comes from the first leaf of ``chosen`` (the leaves whose body the strategy took, the
+    most preferred first) that has it.
+    """
 
     body: dict[str, Any] | None = None
     delete: bool = False
     unresolvable: str | None = None
+    chosen: tuple[str, ...] = ()
+    attachments: Mapping[str, str | None] | None = None
 
     @classmethod
-    def merged(cls, body: dict[str, Any]) -> Resolution:
-        return cls(body=body)
+    def merged(
+        cls,
+        body: dict[str, Any],
+        chosen: tuple[str, ...] = (),
+        attachments: Mapping[str, str | None] | None = None,
+    ) -> Resolution:
+        return cls(body=body, chosen=chosen, attachments=attachments)
 
     @classmethod
     def deletion(cls) -> Resolution:

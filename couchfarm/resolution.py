@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from couchfarm.attachments import AttachmentChoiceError
 from couchfarm.errors import AncestorMissing, BadRequest, CouchError, NotFound, ResolverError, Unavailable
 from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
@@ -188,7 +189,10 @@ class Engine:
         if resolution.unresolvable is not None:
             return dead(result, "Unresolvable", resolution.unresolvable)
         mark = provenance(conflict, resolver.name, resolver.fingerprint) if self.provenance else None
-        plan = build_plan(conflict, resolution, resolver.name, mark=mark)
+        try:
+            plan = build_plan(conflict, resolution, resolver.name, mark=mark)
+        except AttachmentChoiceError as exc:
+            return dead(result, "Unresolvable", str(exc))
         if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
             return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
         return plan
@@ -314,11 +318,14 @@ class Engine:
             return self._bulk(db, docs[:mid]) + self._bulk(db, docs[mid:])
 
     def _inline_attachments(self, db: str, plan: Plan) -> None:
+        """Fetch the copies the write sends inline; the content type is the chosen leaf's (the
+        response's only when its stub has none), so every replica writes the same bytes."""
         assert plan.winner_write is not None
         for name, rev in plan.inline:
             data, content_type = self.client.get_attachment(db, plan.doc_id, name, rev)
+            entry = plan.winner_write["_attachments"][name]
             plan.winner_write["_attachments"][name] = {
-                "content_type": content_type,
+                "content_type": entry.get("content_type") or content_type,
                 "data": base64.b64encode(data).decode(),
             }
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from couchfarm.couch import match_bulk_results, parse_bulk_get
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, parse_continuous_line
+from couchfarm.models import ConflictSet, Leaf, Resolution
+from couchfarm.plan import build_plan
 from tests.replication.fakes import fake_client
 
 FIXTURES = Path(__file__).parent / "fixtures" / "couchdb"
@@ -111,3 +113,26 @@ def test_deletion_state_of_revisions_before_and_after_compaction() -> None:
     client, _ = fake_client({("GET", "/rec_conf/a"): [(200, before), (200, after)]})
     assert client.revs_deleted("rec_conf", "a", ["1-aaa"]) == {"1-aaa": False}
     assert client.revs_deleted("rec_conf", "a", ["1-aaa"]) == {}  # body gone: the state is unknown
+
+
+def test_attachments_merge_writes_what_couchdb_accepts() -> None:
+    # 05b: leaves 2-bbb {f.txt='hello'} and 2-ccc {f.txt='world', g.bin} (winner 2-ccc), read with stubs
+    rows = exchanges("05b_attachment_stubs_merge.json")[3]["response"]["body"]
+    leaves = tuple(Leaf.from_doc(row["ok"]) for row in rows)
+    conflict = ConflictSet("rec_att", "m", leaves)
+    plan = build_plan(conflict, Resolution.merged({"merged": 1}, ("2-bbb", "2-ccc")), "lww")
+    write = plan.winner_write
+    assert write is not None and write["_rev"] == "2-ccc"  # a child of CouchDB's winner
+    parent = next(leaf for leaf in leaves if leaf.rev == "2-ccc").attachments
+    # g.bin: the parent's stub exactly as read, the form CouchDB accepted (exchange 18)
+    accepted = exchanges("05b_attachment_stubs_merge.json")[18]["request"]["body"]["docs"][0]["_attachments"]
+    assert write["_attachments"]["g.bin"] == parent["g.bin"] and set(accepted["g.bin"]) == set(
+        parent["g.bin"]
+    )
+    # f.txt: 2-bbb's bytes, inline (exchange 8), never a stub the parent does not hold (412, exchange 11)
+    assert plan.inline == [("f.txt", "2-bbb")] and "stub" not in write["_attachments"]["f.txt"]
+    refused = exchanges("05b_attachment_stubs_merge.json")[11]["response"]
+    assert refused["status"] == 412 and refused["body"]["error"] == "missing_stub"
+    assert all(
+        not stub.get("stub") or stub == parent.get(name) for name, stub in write["_attachments"].items()
+    )

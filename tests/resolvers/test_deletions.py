@@ -57,7 +57,7 @@ def test_the_01_tree_deletion_resolved_an_earlier_branch() -> None:
     conflict = doc(*leaves)
     assert set(verdicts(conflict).values()) == {Verdict.EARLIER}
     result = build_resolver(TOMBSTONE_WINS).resolve(conflict)
-    assert result.body == {"v": 6}  # lww among the three live leaves
+    assert result.body == {"v": 6} and result.chosen[0] == "2-abc"  # lww among the three live leaves
 
 
 def test_a_resurrected_branch_beside_the_farms_old_tombstones_stays() -> None:
