@@ -33,6 +33,8 @@ MANUAL = "manual"  #: the strategy name manual writes carry in plans and results
 DESIGN_ID = "_design/couchfarm"
 VIEW = "conflicts"
 VIEW_MAP = "function (doc) { if (doc._conflicts) { emit(doc._id, doc._conflicts); } }"
+#: CouchDB leaves design documents out of views unless asked; their conflicts matter most
+VIEW_OPTIONS = {"include_design": True}
 ABSENT: Any = object()  #: a field a leaf does not have (distinct from a JSON null)
 
 
@@ -272,9 +274,15 @@ def install_view(client: CouchClient, db: str) -> str:
         ddoc = {"_id": DESIGN_ID}
     views = dict(ddoc.get("views") or {})
     wanted = {"map": VIEW_MAP}
-    if views.get(VIEW) == wanted and ddoc.get("language", "javascript") == "javascript":
+    options = dict(ddoc.get("options") or {})
+    if (
+        views.get(VIEW) == wanted
+        and ddoc.get("language", "javascript") == "javascript"
+        and options.items() >= VIEW_OPTIONS.items()
+    ):
         return "unchanged"
     ddoc["views"] = {**views, VIEW: wanted}
+    ddoc["options"] = {**options, **VIEW_OPTIONS}
     ddoc.setdefault("language", "javascript")
     client.put(db, ddoc)
     return "updated" if "_rev" in ddoc else "created"
@@ -282,13 +290,26 @@ def install_view(client: CouchClient, db: str) -> str:
 
 def list_conflicts(client: CouchClient, db: str, page_size: int = 1000) -> tuple[str, list[dict[str, Any]]]:
     """Conflicted documents as ``{"id", "revs"}`` (the non-winning live revs) and where they came
-    from: ``view``, or ``scan`` (the changes feed) when the view is not installed."""
+    from: ``view``, or ``scan`` (the changes feed) when the view is not installed. Conflicted design
+    documents are listed either way (a server whose view engine ignores ``include_design``, such as
+    pouchdb-server, gets them from ``_all_docs``)."""
     try:
-        return "view", list(_view_rows(client, db, page_size))
+        rows = _view_rows(client, db, page_size)
     except NotFound:
         client.db_info(db)  # the database itself is missing: say that instead of scanning
-    found = [{"id": c.doc_id, "revs": list(c.live[1:])} for c in scan(client, db)]
-    return "scan", found
+        return "scan", [{"id": c.doc_id, "revs": list(c.live[1:])} for c in scan(client, db)]
+    seen = {row["id"] for row in rows}
+    return "view", rows + [row for row in design_conflicts(client, db) if row["id"] not in seen]
+
+
+def design_conflicts(client: CouchClient, db: str) -> list[dict[str, Any]]:
+    """Conflicted ``_design/`` documents as ``{"id", "revs"}``, from ``_all_docs`` (a short range)."""
+    rows = client.all_docs(db, startkey="_design/", endkey="_design0", include_docs=True, conflicts=True)
+    return [
+        {"id": row["id"], "revs": list(row["doc"]["_conflicts"])}
+        for row in rows
+        if (row.get("doc") or {}).get("_conflicts")
+    ]
 
 
 def _view_rows(client: CouchClient, db: str, page_size: int) -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@ Steps for one batch (docs/architecture.md, invariant 2 — no tombstone before t
    state of revisions the tombstone rule asks about and the common ancestor's body for strategies
    that do three-way merges); a read that failed for one document (an error entry inside a 200,
    nothing read for a document that exists, the ancestor's body gone) -> RETRY of that document;
-2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
-   merge by a different strategy definition (provenance) -> DEAD_LETTERED with the reason;
+2. per document: no conflict -> NOOP; a design document the database rule does not open, invalid
+   leaf, strategy error, unresolvable, invalid merge or a merge by a different strategy definition
+   (provenance) -> DEAD_LETTERED with the reason;
 3. one ``_bulk_docs`` with the merged winners (skipped per document when the winner already holds
    the merge); a 409 -> RETRY (re-read later), a refusal (403/401/VDU) -> DEAD_LETTERED;
 4. optionally archive the losing leaves of the documents whose winner is safe;
@@ -33,6 +34,11 @@ from couchfarm.validation import load_validator
 
 log = logging.getLogger("couchfarm.resolution")
 BASE_STRATEGIES = {"fields", "custom"}  #: strategies given the common ancestor's body
+DESIGN_REASON = (
+    "design documents are code (views, validate_doc_update): couchfarm does not merge them unless "
+    "the database rule sets resolve_design_docs: true; resolve it by hand with "
+    "`couchfarm conflicts show/pick/edit`"
+)
 
 
 @dataclass
@@ -162,6 +168,8 @@ class Engine:
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
+        if conflict.doc_id.startswith("_design/") and not self.router.resolves_design_docs(conflict.db):
+            return dead(result, "DesignDocument", DESIGN_REASON)
         if len(conflict.live) > self.deep_conflict_leaves:
             self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
         validator = load_validator(spec.schema_path, self.schema_dir) if spec.schema_path else None
