@@ -23,7 +23,7 @@ from couchfarm.attachments import AttachmentChoiceError
 from couchfarm.canonical import same
 from couchfarm.couch import CouchClient
 from couchfarm.errors import FarmError, NotFound
-from couchfarm.models import ConflictSet, Resolution
+from couchfarm.models import ConflictSet, Leaf, Resolution
 from couchfarm.plan import Plan, build_plan
 from couchfarm.resolution import BASE_STRATEGIES, DocResult, Engine
 from couchfarm.scan import scan
@@ -194,7 +194,8 @@ def cell(value: Any, width: int) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def live_leaf(conflict: ConflictSet, rev: str) -> Any:
+def live_leaf(conflict: ConflictSet, rev: str) -> Leaf:
+    """The live leaf ``rev``; ``ManualRefused`` listing the live revs when it is not one."""
     leaf = next((leaf for leaf in conflict.live if leaf.rev == rev), None)
     if leaf is None:
         live = ", ".join(leaf.rev for leaf in conflict.live) or "none"
