@@ -29,9 +29,10 @@ from typing import Any
 
 from bench.merge import writes_for
 from bench.seed import conflicted_ids
-from couchfarm.couch import CouchClient, parse_bulk_get
+from couchfarm.couch import CouchClient
 from couchfarm.feeds import ChangeRow, Seq
 from couchfarm.http import quote_id
+from couchfarm.replies import parse_bulk_get
 
 PAGE = 500  #: documents per page, one feed read, one _bulk_get and one _bulk_docs each
 THREADS = 2  #: threads that read leaves, merge and write
@@ -84,7 +85,8 @@ def bulk_get(client: CouchClient, db: str, pairs: list[dict[str, str]]) -> dict[
     resp = client.http.request(
         "POST", f"{quote_id(db)}/_bulk_get", params={"revs": True}, body={"docs": pairs}
     )
-    return parse_bulk_get(resp.json(), list(dict.fromkeys(p["id"] for p in pairs)))
+    reads = parse_bulk_get(resp.json(), list(dict.fromkeys(p["id"] for p in pairs)))
+    return {doc_id: read.docs for doc_id, read in reads.items()}
 
 
 def resolve_page(client: CouchClient, db: str, rows: list[ChangeRow]) -> Tally:

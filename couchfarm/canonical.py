@@ -1,9 +1,9 @@
 """Canonical JSON for written bodies.
 
 CouchDB derives a revision id from the parent rev and the body *as serialised* (key order and number
-formatting change the hash: see ../shared/couchdb-responses/09). Writing every merged body with its
-keys sorted recursively makes two farms that compute the same merge on two replicas mint the same
-revision id, so replication brings them together instead of creating a new conflict.
+formatting change the hash: see tests/fixtures/couchdb/09_revision_ids.json). Writing every merged
+body with its keys sorted recursively makes two farms that compute the same merge on two replicas
+mint the same revision id, so replication brings them together instead of creating a new conflict.
 """
 
 from __future__ import annotations

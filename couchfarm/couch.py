@@ -4,7 +4,7 @@ The HTTP contract of each method is in its docstring. Statuses map to errors in 
 (``couchfarm.errors.error_for_status``): 400/412/415/417 ``BadRequest``, 401 ``Unauthorized``,
 403 ``Forbidden``, 404 ``NotFound``, 409 ``Conflict``, 5xx/429/network ``Unavailable`` (retried first).
 Where pouchdb-server (the test server) lacks a CouchDB feature the client degrades to a path that
-works on both and says so in a debug log (see ../shared/COUCHDB.md).
+works on both and says so in a debug log (the differences are listed in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from couchfarm.errors import (
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, Seq, parse_continuous_line
 from couchfarm.http import Transport, quote_id
 from couchfarm.models import BulkItemResult
+from couchfarm.replies import LeafRead, match_bulk_results, parse_bulk_get, parse_open_revs
 
 log = logging.getLogger("couchfarm.couch")
 STREAM_HEADERS = {"Accept-Encoding": "identity"}
@@ -168,27 +169,52 @@ class CouchClient:
     def read_leaves(self, db: str, doc_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """All leaves (deleted ones too, with ``_revisions``) of each document, in one bulk read.
 
+        A document that does not exist, or whose read failed, maps to ``[]``; the engine uses
+        :meth:`read_leaf_sets`, which tells the two apart.
+        """
+        return {doc_id: read.docs for doc_id, read in self.read_leaf_sets(db, doc_ids).items()}
+
+    def read_leaf_sets(self, db: str, doc_ids: Iterable[str]) -> dict[str, LeafRead]:
+        """Every leaf of each document and the errors met reading them, in one bulk read.
+
         CouchDB 2+: one ``POST _bulk_get?revs=true`` with ``{"id"}`` entries, which CouchDB answers
-        with every leaf. Other servers (pouchdb-server answers only the winner there): concurrent
-        ``GET ?open_revs=all&revs=true``. A document that does not exist maps to ``[]``.
+        with every leaf; per-document ``{"error": ...}`` entries inside the 200 are kept as errors.
+        Other servers (pouchdb-server answers only the winner there): concurrent
+        ``GET ?open_revs=all&revs=true``, where a 404 means the document does not exist (``gone``)
+        and a transient failure of one request is an error of that document only. A whole
+        ``_bulk_get`` that fails raises (``Unavailable`` when transient).
         """
         ids = list(dict.fromkeys(doc_ids))
         if not ids:
             return {}
         if self.is_couchdb:
-            return self._bulk_get_leaves(db, ids)
+            resp = self.http.request(
+                "POST",
+                f"{quote_id(db)}/_bulk_get",
+                params={"revs": True},
+                body={"docs": [{"id": i} for i in ids]},
+            )
+            return parse_bulk_get(resp.json(), ids)
         log.debug("%s: reading leaves with open_revs=all (server's _bulk_get gives winners only)", self.url)
         with ThreadPoolExecutor(max_workers=min(self.read_workers, len(ids))) as pool:
-            return dict(zip(ids, pool.map(lambda i: self.open_revs(db, i), ids), strict=True))
+            return dict(zip(ids, pool.map(lambda i: self._open_revs_read(db, i), ids), strict=True))
 
-    def _bulk_get_leaves(self, db: str, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        resp = self.http.request(
-            "POST",
-            f"{quote_id(db)}/_bulk_get",
-            params={"revs": True},
-            body={"docs": [{"id": i} for i in ids]},
-        )
-        return parse_bulk_get(resp.json(), ids)
+    def _open_revs_read(self, db: str, doc_id: str) -> LeafRead:
+        try:
+            return parse_open_revs(self.get(db, doc_id, open_revs="all", revs=True))
+        except NotFound:
+            return LeafRead(gone=True)
+        except Unavailable as exc:
+            return LeafRead(errors=[f"read failed: {exc}"])
+
+    def revs_deleted(self, db: str, doc_id: str, revs: list[str]) -> dict[str, bool]:
+        """Whether each of ``revs`` (leaves or not) is a deletion, for the revisions whose body this
+        server still has: ``GET ?open_revs=[...]`` answers ``{"missing": rev}`` for a revision that
+        compaction or ``_revs_limit`` emptied (CouchDB and pouchdb-server alike); those are left out.
+        """
+        if not revs:
+            return {}
+        return {doc["_rev"]: bool(doc.get("_deleted")) for doc in self.open_revs(db, doc_id, revs)}
 
     def bulk_docs(
         self, db: str, docs: list[dict[str, Any]], *, new_edits: bool = True
@@ -408,41 +434,6 @@ def _read_until(resp: requests.Response, end: float) -> tuple[bytes, bool]:
 def _loads(raw: bytes) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(raw)
     return payload
-
-
-def parse_bulk_get(payload: dict[str, Any], ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Leaves per id from a ``_bulk_get`` answer; error entries (missing doc or rev) are dropped."""
-    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    for result in payload.get("results", []):
-        docs = out.setdefault(result.get("id"), [])
-        for entry in result.get("docs", []):
-            if "ok" in entry and all(d.get("_rev") != entry["ok"].get("_rev") for d in docs):
-                docs.append(entry["ok"])
-    return out
-
-
-def match_bulk_results(
-    docs: list[dict[str, Any]], results: list[dict[str, Any]], *, missing_ok: bool = False
-) -> list[BulkItemResult]:
-    """One result per input doc, matched by id (repeated ids in order); ``missing_ok`` for
-    ``new_edits=false``, where CouchDB lists only the failures."""
-    queues: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        queues.setdefault(str(result.get("id")), []).append(result)
-    out = []
-    for doc in docs:
-        queue = queues.get(doc.get("_id", ""), [])
-        if queue:
-            out.append(BulkItemResult.parse(queue.pop(0)))
-        elif missing_ok:
-            out.append(BulkItemResult(id=doc.get("_id", ""), rev=doc.get("_rev"), ok=True))
-        else:
-            out.append(
-                BulkItemResult(
-                    id=doc.get("_id", ""), error="missing_result", reason="the server sent no result"
-                )
-            )
-    return out
 
 
 def _attachment_path(db: str, doc_id: str, name: str) -> str:

@@ -16,6 +16,8 @@
     │       └── CircuitOpen        the breaker is open: failing fast without a request
     ├── LeaseLost                  this process no longer holds a database's lease (fencing)
     ├── ResolverError              a strategy (built-in or the user's) raised or returned garbage
+    │   └── AttachmentChoiceError  (couchfarm.attachments) leaves disagree on an attachment, no choice made
+    ├── AncestorMissing            a three-way merge's common ancestor has no body on this server
     └── InvalidDocument            a leaf or a merge result failed schema validation
 
 Every error keeps its extra fields keyword-only with defaults, and pickles with them, so that an
@@ -129,6 +131,16 @@ class ResolverError(FarmError):
 
     def __init__(self, message: str = "", *, strategy: str = "") -> None:
         super().__init__(message, strategy=strategy)
+
+
+class AncestorMissing(FarmError):
+    """Raised when a merge needs the common ancestor's body and this server no longer has it
+    (compaction, ``_revs_limit``): merging without it could differ from a replica that has it."""
+
+    rev: str
+
+    def __init__(self, message: str = "", *, rev: str = "") -> None:
+        super().__init__(message, rev=rev)
 
 
 class InvalidDocument(FarmError):

@@ -59,6 +59,16 @@ BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState
 def emit(name: str, **fields: Any) -> None:
     """Engine and dispatcher events: a metric, and a log line for the ones people act on."""
     metrics.on_event(name, **fields)
+    if name == "deletion_undecided":
+        log.warning(
+            "kept %s/%s alive: the revision tree cannot tell whether deletion %s was concurrent with %s "
+            "(history compacted or cut short); resolve it by hand if it should be deleted",
+            fields.get("db"),
+            fields.get("doc_id"),
+            ", ".join(fields.get("deletions", [])),
+            ", ".join(fields.get("live", [])),
+            extra={"event": name, **fields},
+        )
     if name == "deep_conflict":
         log.warning(
             "deep conflict: %s/%s has %s live leaves (repeated offline edits?)",

@@ -7,19 +7,23 @@ winner first, and the losing leaves tombstoned only once it was accepted, so a b
 An edit takes minutes, not milliseconds: :func:`reread_unchanged` reads the leaves again right before
 writing and refuses when their revs changed, so a person never overwrites an edit they did not see.
 The ``_design/couchfarm`` view lists conflicted documents without scanning the changes feed.
+Attachments follow the chosen body (``couchfarm/attachments.py``): ``pick`` keeps the picked leaf's
+copies, ``edit`` the copies the proposing strategy chose, and ``attachments_from`` names another leaf.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from couchfarm import keys
+from couchfarm.attachments import AttachmentChoiceError
 from couchfarm.canonical import same
 from couchfarm.couch import CouchClient
 from couchfarm.errors import FarmError, NotFound
-from couchfarm.models import ConflictSet, Resolution
+from couchfarm.models import ConflictSet, Leaf, Resolution
 from couchfarm.plan import Plan, build_plan
 from couchfarm.resolution import BASE_STRATEGIES, DocResult, Engine
 from couchfarm.scan import scan
@@ -29,6 +33,8 @@ MANUAL = "manual"  #: the strategy name manual writes carry in plans and results
 DESIGN_ID = "_design/couchfarm"
 VIEW = "conflicts"
 VIEW_MAP = "function (doc) { if (doc._conflicts) { emit(doc._id, doc._conflicts); } }"
+#: CouchDB leaves design documents out of views unless asked; their conflicts matter most
+VIEW_OPTIONS = {"include_design": True}
 ABSENT: Any = object()  #: a field a leaf does not have (distinct from a JSON null)
 
 
@@ -44,6 +50,8 @@ class Proposal:
     body: dict[str, Any] | None = None
     delete: bool = False
     reason: str | None = None
+    chosen: tuple[str, ...] = ()  #: the leaves whose attachments follow the body (``Resolution``)
+    attachments: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,19 @@ class FieldRow:
 def read_conflict(engine: Engine, db: str, doc_id: str) -> ConflictSet:
     """Every leaf of one document; ``ManualRefused`` when it does not exist (``NotFound`` for the db)."""
     conflict = engine.read(db, [doc_id])[doc_id]
+    refuse_partial(conflict)
     if not conflict.leaves:
         engine.client.db_info(db)  # a missing database is the better message
         raise ManualRefused(f"document {doc_id!r} not found in {db}")
     return conflict
+
+
+def refuse_partial(conflict: ConflictSet) -> None:
+    if conflict.read_error is not None:
+        raise ManualRefused(
+            f"the leaves of {conflict.doc_id!r} could not be read completely ({conflict.read_error}): "
+            "nothing written; try again"
+        )
 
 
 def is_conflicted(conflict: ConflictSet) -> bool:
@@ -77,6 +94,7 @@ def reread_unchanged(engine: Engine, before: ConflictSet) -> ConflictSet:
     """The leaves read again; ``ManualRefused`` when their revs differ from ``before`` (someone wrote,
     or the farm resolved it, while a person was deciding)."""
     now = engine.read(before.db, [before.doc_id])[before.doc_id]
+    refuse_partial(now)
     if now.revs != before.revs:
         raise ManualRefused(
             f"the leaves of {before.doc_id!r} changed while you were editing "
@@ -92,8 +110,13 @@ def reread_unchanged(engine: Engine, before: ConflictSet) -> ConflictSet:
 def propose(engine: Engine, conflict: ConflictSet) -> Proposal:
     """The merge the routed strategy would write, without provenance: a person's write is ``manual``."""
     resolver, spec = engine.router.route(conflict.db, conflict)
-    if spec.strategy in BASE_STRATEGIES:
-        conflict = engine.with_base(conflict)
+    try:
+        if spec.deletion == "tombstone_wins":
+            conflict = engine.with_history(conflict)
+        if spec.strategy in BASE_STRATEGIES:
+            conflict = engine.with_base(conflict)
+    except FarmError as exc:  # the ancestor's body is gone, or the read failed: show the leaves anyway
+        return Proposal(resolver.name, reason=f"{type(exc).__name__}: {exc}")
     try:
         resolution = resolver.resolve(conflict)
     except Exception as exc:  # a user strategy's bug must not hide the leaves from the person
@@ -102,7 +125,9 @@ def propose(engine: Engine, conflict: ConflictSet) -> Proposal:
         return Proposal(resolver.name, reason=f"unresolvable: {resolution.unresolvable}")
     if resolution.delete or resolution.body is None:
         return Proposal(resolver.name, delete=True, reason="the strategy deletes the document")
-    return Proposal(resolver.name, body=resolution.body)
+    return Proposal(
+        resolver.name, resolution.body, chosen=resolution.chosen, attachments=resolution.attachments
+    )
 
 
 def compare(conflict: ConflictSet, proposal: Proposal | None) -> list[FieldRow]:
@@ -169,13 +194,35 @@ def cell(value: Any, width: int) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def pick_plan(conflict: ConflictSet, rev: str) -> Plan:
-    """The writes that make live leaf ``rev``'s body the winner and tombstone every other live leaf."""
-    chosen = next((leaf for leaf in conflict.live if leaf.rev == rev), None)
-    if chosen is None:
+def live_leaf(conflict: ConflictSet, rev: str) -> Leaf:
+    """The live leaf ``rev``; ``ManualRefused`` listing the live revs when it is not one."""
+    leaf = next((leaf for leaf in conflict.live if leaf.rev == rev), None)
+    if leaf is None:
         live = ", ".join(leaf.rev for leaf in conflict.live) or "none"
         raise ManualRefused(f"{rev} is not a live leaf of {conflict.doc_id!r}; live revs: {live}")
-    return build_plan(conflict, Resolution.merged(chosen.body), MANUAL)
+    return leaf
+
+
+def by_hand(conflict: ConflictSet, body: dict[str, Any], attachments_from: str) -> Resolution:
+    """``body`` with the attachments of live leaf ``attachments_from`` (names it lacks from the
+    other live leaves, CouchDB's winner first)."""
+    live_leaf(conflict, attachments_from)
+    order = (attachments_from, *(leaf.rev for leaf in conflict.live if leaf.rev != attachments_from))
+    return Resolution.merged(body, order)
+
+
+def manual_plan(conflict: ConflictSet, resolution: Resolution) -> Plan:
+    try:
+        return build_plan(conflict, resolution, MANUAL)
+    except AttachmentChoiceError as exc:
+        raise ManualRefused(f"{exc}: choose with --attachments-from REV") from None
+
+
+def pick_plan(conflict: ConflictSet, rev: str, attachments_from: str | None = None) -> Plan:
+    """The writes that make live leaf ``rev``'s body the winner and tombstone every other live leaf;
+    attachments come from ``rev`` too unless ``attachments_from`` names another live leaf."""
+    chosen = live_leaf(conflict, rev)
+    return manual_plan(conflict, by_hand(conflict, chosen.body, attachments_from or rev))
 
 
 def parse_edit(text: str) -> dict[str, Any]:
@@ -193,8 +240,18 @@ def parse_edit(text: str) -> dict[str, Any]:
     return value
 
 
-def edit_plan(conflict: ConflictSet, body: dict[str, Any]) -> Plan:
-    return build_plan(conflict, Resolution.merged(body), MANUAL)
+def edit_plan(
+    conflict: ConflictSet,
+    body: dict[str, Any],
+    proposal: Proposal | None = None,
+    attachments_from: str | None = None,
+) -> Plan:
+    """The writes for an edited body. Attachments: those of ``attachments_from`` when given, else
+    the ones the proposal's strategy chose, else those of the leaf the draft started from (CouchDB's
+    current winner)."""
+    if attachments_from is None and proposal is not None and proposal.body is not None:
+        return manual_plan(conflict, Resolution.merged(body, proposal.chosen, proposal.attachments))
+    return manual_plan(conflict, by_hand(conflict, body, attachments_from or conflict.live[0].rev))
 
 
 def apply(engine: Engine, plan: Plan) -> DocResult:
@@ -218,9 +275,15 @@ def install_view(client: CouchClient, db: str) -> str:
         ddoc = {"_id": DESIGN_ID}
     views = dict(ddoc.get("views") or {})
     wanted = {"map": VIEW_MAP}
-    if views.get(VIEW) == wanted and ddoc.get("language", "javascript") == "javascript":
+    options = dict(ddoc.get("options") or {})
+    if (
+        views.get(VIEW) == wanted
+        and ddoc.get("language", "javascript") == "javascript"
+        and options.items() >= VIEW_OPTIONS.items()
+    ):
         return "unchanged"
     ddoc["views"] = {**views, VIEW: wanted}
+    ddoc["options"] = {**options, **VIEW_OPTIONS}
     ddoc.setdefault("language", "javascript")
     client.put(db, ddoc)
     return "updated" if "_rev" in ddoc else "created"
@@ -228,13 +291,26 @@ def install_view(client: CouchClient, db: str) -> str:
 
 def list_conflicts(client: CouchClient, db: str, page_size: int = 1000) -> tuple[str, list[dict[str, Any]]]:
     """Conflicted documents as ``{"id", "revs"}`` (the non-winning live revs) and where they came
-    from: ``view``, or ``scan`` (the changes feed) when the view is not installed."""
+    from: ``view``, or ``scan`` (the changes feed) when the view is not installed. Conflicted design
+    documents are listed either way (a server whose view engine ignores ``include_design``, such as
+    pouchdb-server, gets them from ``_all_docs``)."""
     try:
-        return "view", list(_view_rows(client, db, page_size))
+        rows = _view_rows(client, db, page_size)
     except NotFound:
         client.db_info(db)  # the database itself is missing: say that instead of scanning
-    found = [{"id": c.doc_id, "revs": list(c.live[1:])} for c in scan(client, db)]
-    return "scan", found
+        return "scan", [{"id": c.doc_id, "revs": list(c.live[1:])} for c in scan(client, db)]
+    seen = {row["id"] for row in rows}
+    return "view", rows + [row for row in design_conflicts(client, db) if row["id"] not in seen]
+
+
+def design_conflicts(client: CouchClient, db: str) -> list[dict[str, Any]]:
+    """Conflicted ``_design/`` documents as ``{"id", "revs"}``, from ``_all_docs`` (a short range)."""
+    rows = client.all_docs(db, startkey="_design/", endkey="_design0", include_docs=True, conflicts=True)
+    return [
+        {"id": row["id"], "revs": list(row["doc"]["_conflicts"])}
+        for row in rows
+        if (row.get("doc") or {}).get("_conflicts")
+    ]
 
 
 def _view_rows(client: CouchClient, db: str, page_size: int) -> list[dict[str, Any]]:

@@ -42,6 +42,12 @@ LEAVES = Histogram(
 DEEP_CONFLICTS = Counter(
     "couchfarm_deep_conflicts", "Documents with more live leaves than the alert level", ["farm", "db"]
 )
+DELETIONS_UNDECIDED = Counter(
+    "couchfarm_deletions_undecided",
+    "Documents kept alive under tombstone_wins because the revision tree cannot tell whether a "
+    "deletion was concurrent with the live edit",
+    ["farm", "db"],
+)
 LAG = Gauge("couchfarm_lag", "Changes behind the done checkpoint", ["farm", "db"], **_GAUGE_MODE)
 CHECKPOINT_AGE = Gauge(
     "couchfarm_checkpoint_age_seconds",
@@ -105,6 +111,8 @@ def on_event(name: str, **fields: Any) -> None:
     db = str(fields.get("db", ""))
     if name == "deep_conflict":
         DEEP_CONFLICTS.labels(FARM[0], db).inc()
+    elif name == "deletion_undecided":
+        DELETIONS_UNDECIDED.labels(FARM[0], db).inc()
     elif name in ("lease_acquired", "lease_lost"):
         LEASES.labels(FARM[0], db, name.removeprefix("lease_")).inc()
     elif name == "gauges":

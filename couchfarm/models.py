@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -69,12 +70,19 @@ class Leaf:
 @dataclass(frozen=True)
 class ConflictSet:
     """Every leaf of one document as read in one go; ``base`` is the last common ancestor's body
-    when the server still has it, else None."""
+    (``base_attachments`` its attachment stubs) when the engine read it, else None."""
 
     db: str
     doc_id: str
     leaves: tuple[Leaf, ...]
     base: dict[str, Any] | None = None
+    base_attachments: dict[str, Any] | None = None
+    #: deletion state of non-leaf revisions the engine looked up (True: deleted, False: live;
+    #: absent: not asked, or its body is gone on this server); see ``resolvers/deletions.py``
+    history: Mapping[str, bool] = field(default_factory=dict)
+    #: why the leaves as read cannot be trusted (an error entry, nothing read for a document that
+    #: exists): the document is retried, never resolved from a partial read
+    read_error: str | None = None
 
     @property
     def live(self) -> tuple[Leaf, ...]:
@@ -105,15 +113,28 @@ def _leaf_key(leaf: Leaf) -> tuple[bool, int, str]:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What a strategy decided: a merged body, a delete, or ``unresolvable`` with a reason."""
+    """What a strategy decided: a merged body, a delete, or ``unresolvable`` with a reason.
+
+    Attachments follow the body (``couchfarm/attachments.py``): ``attachments`` names, per
+    attachment, the rev of the live leaf whose copy the merge keeps (None: drop it); a name it does
+    not list comes from the first leaf of ``chosen`` (the leaves whose body the strategy took, the
+    most preferred first) that has it.
+    """
 
     body: dict[str, Any] | None = None
     delete: bool = False
     unresolvable: str | None = None
+    chosen: tuple[str, ...] = ()
+    attachments: Mapping[str, str | None] | None = None
 
     @classmethod
-    def merged(cls, body: dict[str, Any]) -> Resolution:
-        return cls(body=body)
+    def merged(
+        cls,
+        body: dict[str, Any],
+        chosen: tuple[str, ...] = (),
+        attachments: Mapping[str, str | None] | None = None,
+    ) -> Resolution:
+        return cls(body=body, chosen=chosen, attachments=attachments)
 
     @classmethod
     def deletion(cls) -> Resolution:

@@ -1,7 +1,8 @@
 """From a conflict and its resolution to the writes that carry it out (pure, no I/O).
 
 A plan has at most a winner write (the merged body as a child of CouchDB's current winner, skipped
-when the winner already holds the merge) and one tombstone per other live leaf. Tombstones carry
+when the winner already holds the merge) and one tombstone per other live leaf. The write carries
+the attachments the resolution chose (``couchfarm/attachments.py``). Tombstones carry
 ``couchfarm_tombstone: true`` so that the tombstone_wins policy can tell resolution leftovers from
 user deletions, and so that two farms on two replicas mint identical tombstone revisions.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from couchfarm import attachments as atts
 from couchfarm.canonical import canonical, digest, same
 from couchfarm.models import TOMBSTONE_FIELD, ConflictSet, Leaf, Resolution
 
@@ -19,7 +21,7 @@ PROVENANCE_FIELD = "couchfarm"
 
 @dataclass
 class Plan:
-    """The writes for one document; ``inline`` lists losers' attachments to fetch and inline."""
+    """The writes for one document; ``inline`` lists the attachment copies to fetch and inline."""
 
     conflict: ConflictSet
     strategy: str
@@ -27,6 +29,7 @@ class Plan:
     winner_write: dict[str, Any] | None
     tombstones: list[dict[str, Any]]
     inline: list[tuple[str, str]] = field(default_factory=list)  #: (attachment name, rev holding it)
+    attachments: dict[str, str] = field(default_factory=dict)  #: attachment name -> rev of its copy
 
     @property
     def doc_id(self) -> str:
@@ -41,6 +44,7 @@ class Plan:
                 {"rev": leaf.rev, "deleted": leaf.deleted, "body": leaf.body} for leaf in self.conflict.leaves
             ],
             "merged": self.merged,
+            "attachments": self.attachments,
             "writes": (
                 ([{"write_winner_on": self.winner_write["_rev"]}] if self.winner_write else [])
                 + [{"tombstone": t["_rev"]} for t in self.tombstones]
@@ -74,7 +78,11 @@ def build_plan(
     *,
     mark: dict[str, Any] | None = None,
 ) -> Plan:
-    """The writes for ``resolution``; ``mark`` is the provenance stamp (None when switched off)."""
+    """The writes for ``resolution``; ``mark`` is the provenance stamp (None when switched off).
+
+    Raises :class:`~couchfarm.attachments.AttachmentChoiceError` when the leaves disagree on an
+    attachment and the resolution does not say which copy to keep.
+    """
     live = conflict.live
     if resolution.delete or resolution.body is None:
         return Plan(conflict, strategy, None, None, [tombstone(conflict.doc_id, leaf) for leaf in live])
@@ -83,14 +91,16 @@ def build_plan(
     if mark is not None:
         body[PROVENANCE_FIELD] = mark
     body = canonical(body)
-    attachments, inline = merge_attachments(live)
-    write = None
-    if not holds(winner.body, body, mark) or set(attachments) != set(winner.attachments):
+    chosen = atts.sources(live, resolution)
+    write: dict[str, Any] | None = None
+    inline: list[tuple[str, str]] = []
+    if not holds(winner.body, body, mark) or not atts.unchanged(winner, chosen):
         write = {"_id": conflict.doc_id, "_rev": winner.rev, **body}
-        if attachments:
-            write["_attachments"] = attachments
+        stubs, inline = atts.winner_attachments(winner, chosen)
+        if stubs:
+            write["_attachments"] = stubs
     losers = [tombstone(conflict.doc_id, leaf) for leaf in live[1:]]
-    return Plan(conflict, strategy, body, write, losers, inline)
+    return Plan(conflict, strategy, body, write, losers, inline, atts.describe(chosen))
 
 
 def holds(current: dict[str, Any], merged: dict[str, Any], mark: dict[str, Any] | None) -> bool:
@@ -109,22 +119,3 @@ def unmarked(body: dict[str, Any]) -> dict[str, Any]:
 
 def tombstone(doc_id: str, leaf: Leaf) -> dict[str, Any]:
     return {"_id": doc_id, "_rev": leaf.rev, "_deleted": True, TOMBSTONE_FIELD: True}
-
-
-def merge_attachments(live: tuple[Leaf, ...]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Every attachment name found on a live leaf, the winner's copy first.
-
-    The winner's own attachments go back as stubs exactly as the server returned them (CouchDB
-    matches stubs by name in the parent rev; pouchdb-server needs the full stub). An attachment
-    only a losing leaf has must be sent inline (a stub for it is 412 ``missing_stub`` on CouchDB):
-    it is listed in ``inline`` for the writer to fetch.
-    """
-    winner = live[0]
-    merged = {name: dict(stub) for name, stub in winner.attachments.items()}
-    inline = []
-    for leaf in live[1:]:
-        for name in sorted(leaf.attachments):
-            if name not in merged:
-                merged[name] = dict(leaf.attachments[name])
-                inline.append((name, leaf.rev))
-    return merged, inline

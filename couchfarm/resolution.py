@@ -1,10 +1,13 @@
 """Resolve a batch of documents: read every leaf in bulk, merge, write the winner, then tombstone.
 
-Steps for one batch (ARCHITECTURE.md, invariant 2 — no tombstone before the winner is safe):
-1. one bulk read of every leaf of every document (plus the common ancestor's body for strategies
-   that do three-way merges);
-2. per document: no conflict -> NOOP; invalid leaf, strategy error, unresolvable, invalid merge or a
-   merge by a different strategy definition (provenance) -> DEAD_LETTERED with the reason;
+Steps for one batch (docs/architecture.md, invariant 2 — no tombstone before the winner is safe):
+1. one bulk read of every leaf of every document (plus, per document where needed, the deletion
+   state of revisions the tombstone rule asks about and the common ancestor's body for strategies
+   that do three-way merges); a read that failed for one document (an error entry inside a 200,
+   nothing read for a document that exists, the ancestor's body gone) -> RETRY of that document;
+2. per document: no conflict -> NOOP; a design document the database rule does not open, invalid
+   leaf, strategy error, unresolvable, invalid merge or a merge by a different strategy definition
+   (provenance) -> DEAD_LETTERED with the reason;
 3. one ``_bulk_docs`` with the merged winners (skipped per document when the winner already holds
    the merge); a 409 -> RETRY (re-read later), a refusal (403/401/VDU) -> DEAD_LETTERED;
 4. optionally archive the losing leaves of the documents whose winner is safe;
@@ -17,17 +20,25 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from couchfarm.errors import BadRequest, CouchError, NotFound, ResolverError, Unavailable
-from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome
+from couchfarm.attachments import AttachmentChoiceError
+from couchfarm.errors import AncestorMissing, BadRequest, CouchError, NotFound, ResolverError, Unavailable
+from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
+from couchfarm.replies import LeafRead
 from couchfarm.resolvers import Router, is_conflict
+from couchfarm.resolvers.deletions import history_needed, undecided
 from couchfarm.validation import load_validator
 
 log = logging.getLogger("couchfarm.resolution")
 BASE_STRATEGIES = {"fields", "custom"}  #: strategies given the common ancestor's body
+DESIGN_REASON = (
+    "design documents are code (views, validate_doc_update): couchfarm does not merge them unless "
+    "the database rule sets resolve_design_docs: true; resolve it by hand with "
+    "`couchfarm conflicts show/pick/edit`"
+)
 
 
 @dataclass
@@ -79,23 +90,65 @@ class Engine:
     # -- reading --------------------------------------------------------------------------------
 
     def read(self, db: str, doc_ids: list[str]) -> dict[str, ConflictSet]:
-        leaves = self.client.read_leaves(db, doc_ids)
-        return {
-            doc_id: ConflictSet(db, doc_id, tuple(Leaf.from_doc(d) for d in leaves.get(doc_id, [])))
-            for doc_id in doc_ids
-        }
+        """Every leaf of each document; ``read_error`` set where the read cannot be trusted, no
+        leaves where the document does not exist (missing, purged, or deleted everywhere)."""
+        reads = self.client.read_leaf_sets(db, doc_ids)
+        out = {}
+        for doc_id in doc_ids:
+            read = reads.get(doc_id) or LeafRead()
+            problem = read.problem
+            if problem is not None and (problem := self._still_there(db, doc_id, problem)) is None:
+                out[doc_id] = ConflictSet(db, doc_id, ())  # gone: nothing to resolve
+                continue
+            leaves = tuple(Leaf.from_doc(d) for d in read.docs)
+            out[doc_id] = ConflictSet(db, doc_id, leaves, read_error=problem)
+        return out
+
+    def _still_there(self, db: str, doc_id: str, problem: str) -> str | None:
+        """``problem`` when the document exists (its read is to be retried); None when it is gone."""
+        try:
+            self.client.get(db, doc_id)
+        except NotFound:
+            return None  # missing, purged, or its winner is a deletion: every leaf is deleted
+        except CouchError as exc:
+            return f"{problem}; checking the document failed too: {exc}"
+        return problem
+
+    def with_history(self, conflict: ConflictSet) -> ConflictSet:
+        """The conflict with the deletion state of the revisions the tombstone rule needs
+        (``resolvers/deletions.py``); none is read for the common trees. Raises ``CouchError``."""
+        needed = history_needed(conflict)
+        if not needed:
+            return conflict
+        known = self.client.revs_deleted(conflict.db, conflict.doc_id, needed)
+        return replace(conflict, history={**conflict.history, **known})
 
     def with_base(self, conflict: ConflictSet) -> ConflictSet:
-        """The conflict with ``base`` set to the last common ancestor's body, when the server has it."""
-        rev = common_ancestor(conflict.live)
+        """The conflict with ``base`` (and ``base_attachments``) set from the last common ancestor.
+
+        Raises ``AncestorMissing`` when this server cannot give the ancestor's body: a merge without
+        it could differ from the one a replica that has it computes, so the document waits for that
+        replica (or, after its retries, for a person). ``CouchError`` on a failed read.
+        """
+        live = conflict.live
+        rev = common_ancestor(live)
         if rev is None:
-            return conflict
+            if any(not leaf.ancestry or Rev.parse(leaf.ancestry[-1]).generation > 1 for leaf in live):
+                raise AncestorMissing(
+                    "the leaves' histories are cut short (_revs_limit) before they meet: "
+                    "their common ancestor is unknown on this server"
+                )
+            return conflict  # histories reach their first revision apart: created twice, no ancestor
         try:
             doc = self.client.get(conflict.db, conflict.doc_id, rev=rev)
-        except NotFound:  # compacted away
-            return conflict
+        except NotFound:
+            raise AncestorMissing(
+                f"the common ancestor {rev} has no body on this server (compaction or _revs_limit): "
+                "not merging without it; a replica that has it will resolve the same leaves",
+                rev=rev,
+            ) from None
         body = {k: v for k, v in doc.items() if not k.startswith("_")}
-        return ConflictSet(conflict.db, conflict.doc_id, conflict.leaves, base=body)
+        return replace(conflict, base=body, base_attachments=dict(doc.get("_attachments") or {}))
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -103,9 +156,22 @@ class Engine:
         """The plan for one document, or its final result when there is nothing to write."""
         resolver, spec = self.router.route(conflict.db, conflict)
         result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
+        if conflict.read_error is not None:
+            return retry(result, "ReadError", f"leaves not read completely: {conflict.read_error}")
+        if not conflict.leaves:
+            result.reason = "the document does not exist (missing or purged)"
+            return result
+        if spec.deletion == "tombstone_wins":
+            try:
+                conflict = self.with_history(conflict)
+            except CouchError as exc:
+                return retry(result, type(exc).__name__, f"revision history read failed: {exc}")
+            self._report_undecided(conflict)
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
+        if conflict.doc_id.startswith("_design/") and not self.router.resolves_design_docs(conflict.db):
+            return dead(result, "DesignDocument", DESIGN_REASON)
         if len(conflict.live) > self.deep_conflict_leaves:
             self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
         validator = load_validator(spec.schema_path, self.schema_dir) if spec.schema_path else None
@@ -118,7 +184,12 @@ class Engine:
         if self.provenance and (other := foreign_provenance(conflict, resolver.fingerprint)):
             return dead(result, "ProvenanceMismatch", f"last merged by another strategy definition ({other})")
         if spec.strategy in BASE_STRATEGIES:
-            conflict = self.with_base(conflict)
+            try:
+                conflict = self.with_base(conflict)
+            except AncestorMissing as exc:
+                return retry(result, "AncestorMissing", str(exc))
+            except CouchError as exc:
+                return retry(result, type(exc).__name__, f"common ancestor read failed: {exc}")
         try:
             resolution = resolver.resolve(conflict)
         except Exception as exc:  # a strategy bug must not stall the farm; a time limit is no bug
@@ -129,7 +200,10 @@ class Engine:
         if resolution.unresolvable is not None:
             return dead(result, "Unresolvable", resolution.unresolvable)
         mark = provenance(conflict, resolver.name, resolver.fingerprint) if self.provenance else None
-        plan = build_plan(conflict, resolution, resolver.name, mark=mark)
+        try:
+            plan = build_plan(conflict, resolution, resolver.name, mark=mark)
+        except AttachmentChoiceError as exc:
+            return dead(result, "Unresolvable", str(exc))
         if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
             return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
         return plan
@@ -142,6 +216,18 @@ class Engine:
                 raise seen
             seen = seen.__cause__ or seen.__context__
         return None
+
+    def _report_undecided(self, conflict: ConflictSet) -> None:
+        """A deletion the revision tree cannot judge keeps the document alive: say so."""
+        pairs = undecided(conflict)
+        if pairs:
+            self.on_event(
+                "deletion_undecided",
+                db=conflict.db,
+                doc_id=conflict.doc_id,
+                deletions=sorted({d for d, _ in pairs}),
+                live=sorted({live for _, live in pairs}),
+            )
 
     # -- the batch ------------------------------------------------------------------------------
 
@@ -252,11 +338,14 @@ class Engine:
             return self._bulk(db, docs[:mid]) + self._bulk(db, docs[mid:])
 
     def _inline_attachments(self, db: str, plan: Plan) -> None:
+        """Fetch the copies the write sends inline; the content type is the chosen leaf's (the
+        response's only when its stub has none), so every replica writes the same bytes."""
         assert plan.winner_write is not None
         for name, rev in plan.inline:
             data, content_type = self.client.get_attachment(db, plan.doc_id, name, rev)
+            entry = plan.winner_write["_attachments"][name]
             plan.winner_write["_attachments"][name] = {
-                "content_type": content_type,
+                "content_type": entry.get("content_type") or content_type,
                 "data": base64.b64encode(data).decode(),
             }
 
@@ -285,6 +374,13 @@ def leaves_after(plan: Plan, written: list[str]) -> list[str]:
 
 def dead(result: DocResult, error: str, reason: str) -> DocResult:
     result.outcome, result.error, result.reason = Outcome.DEAD_LETTERED, error, reason
+    return result
+
+
+def retry(result: DocResult, error: str, reason: str) -> DocResult:
+    """Leave the document for a later attempt; after ``max_retries`` the retry loop dead-letters
+    it with this reason."""
+    result.outcome, result.error, result.reason = Outcome.RETRY, error, reason
     return result
 
 

@@ -66,6 +66,9 @@ class DatabaseRule(StrategySpec):
     name: str
     types: list[TypeRule] = Field(default_factory=list)
     paused: bool = False  #: leave conflicts for people (``conflicts pick/edit``)
+    #: merge conflicted ``_design/`` documents with this rule's strategy; off: dead-letter them
+    #: (design documents are code: views and validate_doc_update functions)
+    resolve_design_docs: bool = False
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,7 @@ The rules, and why:
   cannot be above the cap meant to bound every wait; one of the two is a typo.
 - ``lease_ttl >= 2 * feed_deadline + 1``: a follower blocked in a feed read cannot see that its lease
   is gone; the read ends at its client-side deadline, ``1.5 * feed_deadline + 0.5`` s
-  (``workers/follower.py``). The rule keeps the longest read shorter than a lease with a margin of
+  (``couchfarm/dispatch/follower.py``). The rule keeps the longest read shorter than a lease with a margin of
   half a ``feed_deadline`` and half a second, so a follower that lost its lease (a Redis blip, a
   pause, a rebalance) learns it at its next fenced write within one lease period, and a former holder
   and a new one overlap by at most one read. The defaults (30 and 10) pass with room.

@@ -28,15 +28,18 @@ def make_conflict(
     deleted: int = 0,
     generation: int = 2,
     hashes: list[str] | None = None,
+    ancestor_body: bool = True,
 ) -> list[str]:
     """Write ``len(leaves)`` live leaves (and ``deleted`` deleted ones) of ``doc_id`` that all descend
-    from one common ancestor at generation ``generation - 1`` whose body is ``base``; returns the
-    live leaf revs (``hashes`` fixes their hashes, so a test can choose CouchDB's winner: the highest
-    hash). Uses ``_bulk_docs`` with ``new_edits:false`` and ``_revisions``.
+    from one common ancestor at generation ``generation - 1`` whose body is ``base`` (empty when not
+    given; ``ancestor_body=False`` writes no body for it, as after compaction); returns the live leaf
+    revs (``hashes`` fixes their hashes, so a test can choose CouchDB's winner: the highest hash).
+    Uses ``_bulk_docs`` with ``new_edits:false`` and ``_revisions``.
     """
     base_hash = rev_hash(f"{doc_id}:base")
     docs: list[dict[str, Any]] = []
-    if base is not None:
+    if ancestor_body:
+        base = base or {}
         docs.append(
             {
                 **base,

@@ -27,6 +27,12 @@ from couchfarm.state import FarmState
 from workers.cli_common import CONTEXT, config_options, echo_json, load_settings
 
 STRATEGY_HELP = "Propose this strategy's merge instead of the configured one, e.g. lww:field=updated_at."
+ATTACHMENTS_OPTION = click.option(
+    "--attachments-from",
+    default=None,
+    metavar="REV",
+    help="Keep this live leaf's attachments (names it lacks come from the other leaves).",
+)
 
 
 @click.group(context_settings=CONTEXT)
@@ -120,11 +126,21 @@ def _deleted_line(conflict: ConflictSet) -> None:
 @click.argument("doc_id")
 @click.argument("rev")
 @config_options
+@ATTACHMENTS_OPTION
 @click.option("--dry-run", is_flag=True, help="Print the planned writes; write nothing.")
-def pick(db: str, doc_id: str, rev: str, config: str | None, couch_url: str | None, dry_run: bool) -> None:
-    """Make live leaf REV's body DOC_ID's winner and tombstone every other live leaf."""
+def pick(
+    db: str,
+    doc_id: str,
+    rev: str,
+    config: str | None,
+    couch_url: str | None,
+    attachments_from: str | None,
+    dry_run: bool,
+) -> None:
+    """Make live leaf REV's body, and its attachments, DOC_ID's winner and tombstone every other
+    live leaf."""
     engine = _engine(config, couch_url)
-    plan = manual.pick_plan(manual.read_conflict(engine, db, doc_id), rev)
+    plan = manual.pick_plan(manual.read_conflict(engine, db, doc_id), rev, attachments_from)
     if not _write(engine, plan, dry_run):
         sys.exit(1)
 
@@ -134,6 +150,7 @@ def pick(db: str, doc_id: str, rev: str, config: str | None, couch_url: str | No
 @click.argument("doc_id")
 @config_options
 @click.option("--strategy", default=None, help=STRATEGY_HELP)
+@ATTACHMENTS_OPTION
 @click.option("--yes", is_flag=True, help="Write an unchanged proposal without asking.")
 @click.option("--dry-run", is_flag=True, help="Print the planned writes; write nothing.")
 def edit(
@@ -142,12 +159,14 @@ def edit(
     config: str | None,
     couch_url: str | None,
     strategy: str | None,
+    attachments_from: str | None,
     yes: bool,
     dry_run: bool,
 ) -> None:
     """Edit the proposed merge of DOC_ID in $VISUAL/$EDITOR (else vi), then write it as the winner.
 
     The leaves are read again before writing: if they changed meanwhile nothing is written.
+    Attachments: the ones the proposing strategy chose (or --attachments-from REV's).
     """
     engine = _engine(config, couch_url, strategy)
     conflict = manual.read_conflict(engine, db, doc_id)
@@ -171,7 +190,8 @@ def edit(
         body = manual.parse_edit(path.read_text(encoding="utf-8"))
         if same(body, start) and not yes and not click.confirm("file unchanged: write the proposal as is?"):
             raise manual.ManualRefused("not confirmed: nothing written")
-        plan = manual.edit_plan(manual.reread_unchanged(engine, conflict), body)
+        current = manual.reread_unchanged(engine, conflict)
+        plan = manual.edit_plan(current, body, proposal, attachments_from)
     except manual.ManualRefused as exc:
         raise manual.ManualRefused(f"{exc} (your edit is kept in {path})") from None
     if not _write(engine, plan, dry_run):
@@ -200,6 +220,8 @@ def _write(engine: Engine, plan: Plan, dry_run: bool) -> bool:
     result = manual.apply(engine, plan)
     if result.outcome is Outcome.RESOLVED:
         click.echo(printable(f"{plan.doc_id}: resolved by hand; wrote {', '.join(result.written)}"))
+        for name, rev in plan.attachments.items():
+            click.echo(printable(f"  attachment {name}: the copy of {rev}"))
         return True
     click.echo(printable(f"couchfarm: {plan.doc_id}: not resolved: {result.reason}"), err=True)
     if (result.reason or "").startswith("winner write"):

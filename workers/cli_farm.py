@@ -12,11 +12,13 @@ from typing import Any
 import click
 
 from couchfarm import factory, metrics
+from couchfarm.couch import CouchClient
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
+from couchfarm.state import FarmState
 from workers.cli_common import config_options, echo_json, load_settings
 from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, queue_name, stores
 from workers.logs import tag_process
@@ -230,17 +232,30 @@ def checkpoint() -> None:
     """Show or reset a database's checkpoints."""
 
 
+def followed(state: FarmState, client: CouchClient, db: str) -> dict[str, Any]:
+    """DB's ``_local`` mirror (``{}`` when it has none) if the farm ever followed DB (Redis knows it,
+    or the database holds a mirror: Redis may have lost its data); else a refusal, exit 1."""
+    mirror = client.get_local(db, MIRROR)
+    if mirror is None and db not in state.databases() and not state.checkpoint(db).known:
+        click.echo(
+            f"couchfarm: the farm never followed {db}: no checkpoint in Redis, no {MIRROR} mirror "
+            f"in the database (check the name; followed: {', '.join(state.databases()) or 'none'})",
+            err=True,
+        )
+        sys.exit(1)
+    return mirror or {}
+
+
 @checkpoint.command("show")
 @click.argument("db")
 @config_options
 def checkpoint_show(db: str, config: str | None, couch_url: str | None) -> None:
-    """Print DB's read and done checkpoints and the _local mirror."""
+    """Print DB's read and done checkpoints and the _local mirror (exit 1: never followed)."""
     settings = load_settings(config, couch_url=couch_url)
-    cp = farm_state(settings).checkpoint(db)
-    mirror = factory.couch_client(settings).get_local(db, MIRROR)
-    echo_json(
-        {"db": db, "read": cp.read, "done": cp.done, "token": cp.token, "mirror": (mirror or {}).get("done")}
-    )
+    state = farm_state(settings)
+    mirror = followed(state, factory.couch_client(settings), db)
+    cp = state.checkpoint(db)
+    echo_json({"db": db, "read": cp.read, "done": cp.done, "token": cp.token, "mirror": mirror.get("done")})
 
 
 @checkpoint.command("reset")
@@ -251,11 +266,20 @@ def checkpoint_show(db: str, config: str | None, couch_url: str | None) -> None:
 def checkpoint_reset(
     db: str, config: str | None, couch_url: str | None, yes: bool, keep_mirror: bool
 ) -> None:
-    """Forget DB's checkpoints: the next holder rescans it from the start (or from the mirror)."""
+    """Forget DB's checkpoints: the next holder rescans it from the start (or from the mirror).
+
+    The mirror goes first: a holder that finds no Redis checkpoint resumes from the mirror, so
+    clearing Redis first would let a dispatcher round in between resume from the old position. The
+    reset then moves the fencing token on and keeps it (``reset_token``): a mirror the old holder
+    writes afterwards carries an older token and is never resumed from. Exit 1 for a database the
+    farm never followed.
+    """
+    settings = load_settings(config, couch_url=couch_url)
+    state, client = farm_state(settings), factory.couch_client(settings)
+    followed(state, client, db)
     if not yes:
         click.confirm(f"reset the checkpoints of {db}? Its whole feed will be read again", abort=True)
-    settings = load_settings(config, couch_url=couch_url)
-    farm_state(settings).reset_checkpoint(db, fence_mirror=not keep_mirror)
     if not keep_mirror:
-        factory.couch_client(settings).delete_local(db, MIRROR)
+        client.delete_local(db, MIRROR)
+    state.reset_checkpoint(db, fence_mirror=not keep_mirror)
     click.echo(f"checkpoints of {db} reset")

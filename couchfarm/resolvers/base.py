@@ -110,9 +110,23 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def merged(body: Mapping[str, Any]) -> Resolution:
-    """A merged resolution with the body canonical and without ``_`` members (CouchDB metadata)."""
-    return Resolution.merged({k: canonical(v) for k, v in sorted(body.items()) if not k.startswith("_")})
+def merged(
+    body: Mapping[str, Any],
+    chosen: tuple[Leaf, ...] = (),
+    attachments: Mapping[str, str | None] | None = None,
+) -> Resolution:
+    """A merged resolution with the body canonical and without ``_`` members (CouchDB metadata);
+    ``chosen``: the leaves whose body it is, most preferred first (their attachments follow it)."""
+    return Resolution.merged(
+        {k: canonical(v) for k, v in sorted(body.items()) if not k.startswith("_")},
+        tuple(leaf.rev for leaf in chosen),
+        attachments,
+    )
+
+
+def preferred(leaves: tuple[Leaf, ...], key: Callable[[Leaf], Any]) -> tuple[Leaf, ...]:
+    """``leaves`` best first by ``key`` (which must end in :func:`rank`, so the order is total)."""
+    return tuple(sorted(leaves, key=key, reverse=True))
 
 
 def json_text(value: Any) -> str:

@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 from couchfarm.models import ConflictSet, Leaf, Resolution
-from couchfarm.resolvers.base import Options, merged, rank
+from couchfarm.resolvers.base import Options, merged, preferred, rank
 from couchfarm.resolvers.values import number
 
 VERSION = 1
@@ -35,7 +35,8 @@ class HighestCounter:
         return (count is not None, count or _ZERO, rank(leaf))
 
     def choose(self, conflict: ConflictSet, leaves: tuple[Leaf, ...]) -> Resolution:
-        return merged(max(leaves, key=self.key).body)
+        order = preferred(leaves, self.key)
+        return merged(order[0].body, order)
 
 
 def build(opts: Options) -> HighestCounter:

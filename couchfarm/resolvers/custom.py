@@ -4,7 +4,7 @@ It is called as ``function(conflict)`` with a :class:`~couchfarm.models.Conflict
 the candidates the deletion policy left (live leaves, in CouchDB's winner order) and returns:
 
 - a dict: the merged body (``"_deleted": True`` in it means delete the document; other ``_``
-  members are dropped, CouchDB metadata is the engine's business);
+  members are dropped, CouchDB metadata is the engine's business, except ``_attachments``);
 - None: "I cannot resolve this one" -> the document is dead-lettered with that reason.
 
 Anything else, and any exception it raises, becomes :class:`~couchfarm.errors.ResolverError`, which
@@ -12,6 +12,12 @@ the engine dead-letters: one broken function must not stall the feed. The functi
 deterministic as the built-in strategies (invariant 4); couchfarm cannot check that for it. An
 optional ``version`` attribute on the function goes into the fingerprint, so provenance can tell
 two versions of the same function apart.
+
+Attachments follow the leaf whose body the function returned (every leaf with an equal body, in
+CouchDB's winner order). A function that builds a new body, or wants other copies, says which leaf's
+copy to keep per name: ``"_attachments": {"photo.jpg": "3-abc...", "old.txt": None}`` (a live leaf's
+rev, or None to drop the attachment). When the leaves disagree on an attachment and nothing says
+which copy to keep, the document is dead-lettered with that reason instead of guessing.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from couchfarm.canonical import same
 from couchfarm.errors import ResolverError
 from couchfarm.models import ConflictSet, Leaf, Resolution
-from couchfarm.resolvers.base import Options, merged
+from couchfarm.resolvers.base import Options, merged, rank
 
 VERSION = 1
 
@@ -56,10 +63,25 @@ class Custom:
             raise self.error(f"returned a body that is not JSON: {exc}") from None
         if out.get("_deleted") is True:
             return Resolution.deletion()
-        return merged(out)
+        attachments = self._attachments(out.get("_attachments"))
+        chosen = tuple(leaf for leaf in leaves if same(unprivate(out), leaf.body))
+        return merged(out, tuple(sorted(chosen, key=rank, reverse=True)), attachments)
+
+    def _attachments(self, value: Any) -> dict[str, str | None] | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
+        ):
+            raise self.error(f"returned _attachments {value!r:.200}, not a map of name to rev or None")
+        return dict(value)
 
     def error(self, problem: str) -> ResolverError:
         return ResolverError(f"custom resolver {self.path} {problem}", strategy="custom")
+
+
+def unprivate(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if not k.startswith("_")}
 
 
 def build(opts: Options) -> Custom:

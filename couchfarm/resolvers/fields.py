@@ -21,6 +21,14 @@ go to the rule, where ``lww`` and ``priority`` see a deletion as a value and lat
 A rule key ``a.b`` reaches into objects: ``a`` is then merged member by member (three-way on ``a``
 first), and every leaf's ``a`` must be an object. The ``field_timestamps`` object, unless it has
 a rule, keeps the latest timestamp of every field, so the merge carries the stamps of what it chose.
+
+Attachments are merged by name with the rule ``_attachments`` (``lww``, the default whenever a
+timestamp option is set, or ``keep``), three-way against the base's attachments like a field: a
+copy is its digest and content type, a leaf without the name has deleted it (with a base) or never
+had it (without). ``lww`` takes the copy of the leaf with the latest stamp for
+``_attachments.<name>`` (its ``field_timestamps`` entry, else the document timestamp); ``keep``
+the current winner's. Without a rule, leaves that disagree on an attachment make the merge fail
+with a reason, rather than keep some copy silently.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from couchfarm.resolvers.values import instant
 
 VERSION = 1
 DEFAULT = "*"
+ATTACHMENTS = "_attachments"  #: the rule key for attachments, merged by name
+ATTACHMENT_RULES = ("lww", "keep")
 _NESTED = Rule("nested")
 Pairs = list[tuple[Leaf, Any]]
 
@@ -59,9 +69,41 @@ class FieldMerge:
         winner = current_winner(leaves).rev
         try:
             body = self._object("", [(leaf, leaf.body) for leaf in leaves], conflict.base, winner)
+            attachments = self._attachments(conflict, leaves, winner)
         except MergeError as exc:
             return Resolution.fail(f"fields: {exc}")
-        return merged(body)
+        return merged(body, attachments=attachments)
+
+    def _attachments(
+        self, conflict: ConflictSet, leaves: tuple[Leaf, ...], winner: str
+    ) -> dict[str, str | None]:
+        """Per attachment name, the rev whose copy the merge keeps (None: dropped)."""
+        base = conflict.base_attachments if conflict.base is not None else None
+        rule = self.rules.get(ATTACHMENTS)
+        if rule is None and (self.timestamp or self.field_timestamps):
+            rule = Rule("lww")
+        out: dict[str, str | None] = {}
+        for name in sorted({name for leaf in leaves for name in leaf.attachments} | set(base or ())):
+            values: Pairs = [(leaf, _copy(leaf.attachments.get(name, MISSING))) for leaf in leaves]
+            if rule is not None and rule.kind == "keep":
+                values = [(leaf, value) for leaf, value in values if leaf.rev == winner]
+            elif base is not None:  # leaves holding the base's copy did not touch it
+                old = _copy(base.get(name, MISSING))
+                values = [pair for pair in values if pair[1] != old] or values
+            else:  # nothing says whether a leaf without it deleted it or never had it
+                values = [pair for pair in values if pair[1] is not MISSING]
+            if len({value for _, value in values}) > 1:
+                if rule is None:
+                    revs = ", ".join(leaf.rev for leaf, _ in values)
+                    raise MergeError(
+                        f"attachment {name!r} differs between leaves {revs}: "
+                        "give an _attachments rule (lww or keep)"
+                    )
+                path = f"{ATTACHMENTS}.{name}"
+                values = [max(values, key=lambda pair: (*self._stamp(pair[0], path), rank(pair[0])))]
+            leaf, value = max(values, key=lambda pair: rank(pair[0]))
+            out[name] = None if value is MISSING else leaf.rev
+        return out
 
     def rule_for(self, path: str) -> Rule:
         if path in self.rules:
@@ -136,6 +178,11 @@ class FieldMerge:
         return (moment is not None, moment or Fraction(0))
 
 
+def _copy(stub: Any) -> Any:
+    """An attachment copy as a comparable value: its digest and content type."""
+    return MISSING if stub is MISSING else json_text([stub.get("digest"), stub.get("content_type")])
+
+
 def _ident(value: Any) -> str:
     return "\0missing" if value is MISSING else json_text(value)
 
@@ -164,6 +211,11 @@ def _rules(opts: Options, raw: Any) -> dict[str, Rule]:
         raise opts.error("rules", f"must map field names to rules, not {raw!r}")
     rules: dict[str, Rule] = {}
     for path, value in raw.items():
+        if path == ATTACHMENTS:
+            if value not in ATTACHMENT_RULES:
+                raise opts.error("rules", f"_attachments takes lww or keep, not {value!r}")
+            rules[path] = Rule(value)
+            continue
         if not isinstance(path, str) or not path or path.startswith("_"):
             raise opts.error("rules", f"has a bad field name {path!r} (a string not starting with '_')")
         try:

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 from couchfarm.models import ConflictSet, Leaf, Resolution
-from couchfarm.resolvers.base import Options, merged, rank
+from couchfarm.resolvers.base import Options, merged, preferred, rank
 from couchfarm.resolvers.values import instant, number
 
 VERSION = 1
@@ -46,7 +46,8 @@ class LastWriterWins:
         return (stamp is not None, stamp or _ZERO, tie is not None, tie or _ZERO, rank(leaf))
 
     def choose(self, conflict: ConflictSet, leaves: tuple[Leaf, ...]) -> Resolution:
-        return merged(max(leaves, key=self.key).body)
+        order = preferred(leaves, self.key)
+        return merged(order[0].body, order)
 
 
 def build(opts: Options) -> LastWriterWins:

@@ -2,7 +2,9 @@
 
 - ``update_wins`` (default): deleted leaves are ignored; the strategy chooses among the live ones.
   An edit made concurrently with a delete brings the document back.
-- ``tombstone_wins``: a deletion made by a user beats every edit, so the result is a delete. With
+- ``tombstone_wins``: a deletion made by a user beats the edits it was genuinely concurrent with
+  (:mod:`couchfarm.resolvers.deletions` decides from the revision tree); the strategy chooses among
+  the live leaves no deletion beats, and when none is left the result is a delete. With
   ``soft_delete_field`` set, a live leaf where that field is truthy beats the other edits too: the
   strategy chooses among the soft-deleted leaves only, so nothing comes back.
 
@@ -16,27 +18,18 @@ from __future__ import annotations
 from typing import Any
 
 from couchfarm.errors import ConfigError
-from couchfarm.models import TOMBSTONE_FIELD, ConflictSet, Leaf, Resolution
+from couchfarm.models import ConflictSet, Leaf, Resolution
 from couchfarm.resolvers.base import Strategy, fingerprint
+from couchfarm.resolvers.deletions import defeated
 from couchfarm.resolvers.spec import DELETIONS
-
-
-def is_resolution_tombstone(leaf: Leaf) -> bool:
-    return leaf.deleted and leaf.body.get(TOMBSTONE_FIELD) is True
-
-
-def user_deletions(conflict: ConflictSet) -> tuple[Leaf, ...]:
-    """Deleted leaves that a user (or an application) made, not couchfarm."""
-    return tuple(leaf for leaf in conflict.deleted if not is_resolution_tombstone(leaf))
 
 
 def is_conflict(conflict: ConflictSet, deletion: str) -> bool:
     """Whether ``conflict`` needs resolving under the deletion policy ``deletion``."""
     check_deletion(deletion)
-    live = len(conflict.live)
-    if deletion == "tombstone_wins" and live and user_deletions(conflict):
+    if deletion == "tombstone_wins" and defeated(conflict):
         return True
-    return live > 1
+    return len(conflict.live) > 1
 
 
 def check_deletion(deletion: str) -> None:
@@ -71,12 +64,12 @@ class PolicyResolver:
     def resolve(self, conflict: ConflictSet) -> Resolution:
         candidates = conflict.live
         if self.deletion == "tombstone_wins":
-            if user_deletions(conflict):
-                return Resolution.deletion()
+            beaten = defeated(conflict)
+            candidates = tuple(leaf for leaf in candidates if leaf.rev not in beaten)
             soft = tuple(leaf for leaf in candidates if self._soft_deleted(leaf))
             candidates = soft or candidates
         if not candidates:
-            return Resolution.deletion()  # every leaf is deleted: stay deleted
+            return Resolution.deletion()  # every leaf is deleted, or beaten by a deletion
         return self.strategy.choose(conflict, candidates)
 
     def _soft_deleted(self, leaf: Leaf) -> bool:

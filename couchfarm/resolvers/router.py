@@ -40,8 +40,16 @@ class Router:
         spec = self.spec_for(db, conflict)
         return self._resolver(spec), spec
 
+    def resolves_design_docs(self, db: str) -> bool:
+        """Whether the database rule of ``db`` opts in to merging ``_design/`` documents."""
+        rule = self.rule(db)
+        return rule is not None and rule.resolve_design_docs
+
+    def rule(self, db: str) -> DatabaseRule | None:
+        return next((r for r in self.rules if fnmatchcase(db, r.name)), None)
+
     def spec_for(self, db: str, conflict: ConflictSet) -> StrategySpec:
-        rule = next((r for r in self.rules if fnmatchcase(db, r.name)), None)
+        rule = self.rule(db)
         if rule is None:
             return _own(self.default)
         type_rule = next((t for t in rule.types if matches(t, conflict)), None)

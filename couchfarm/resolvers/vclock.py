@@ -8,6 +8,8 @@ candidates, so a strictly older write can never win through it.
 
 The result's clock is the element-wise maximum of every live leaf's clock, so the merge dominates
 everything it replaced and a replica that resolves the same leaves writes the same clock.
+Attachments follow the chosen candidate; one that only strictly older leaves hold is dropped, since
+every newer writer had seen it and removed it.
 """
 
 from __future__ import annotations
@@ -84,13 +86,24 @@ class VectorClock:
             if not any(_strictly_before(clocks[leaf.rev], clocks[other.rev]) for other in leaves)
         )
         if len(candidates) == 1:
-            chosen = merged(candidates[0].body)
+            chosen = merged(candidates[0].body, candidates)
         else:
             chosen = self.fallback.choose(conflict, candidates)
         if chosen.body is None:
             return chosen  # a custom fallback may delete or give up
         clock = merge_clocks(clocks[leaf.rev] for leaf in (*leaves, *conflict.live))
-        return merged({**chosen.body, self.field: clock})
+        by_rev = {leaf.rev: leaf for leaf in candidates}
+        return merged(
+            {**chosen.body, self.field: clock},
+            tuple(by_rev[rev] for rev in chosen.chosen if rev in by_rev),
+            {**superseded(leaves, candidates), **(chosen.attachments or {})},
+        )
+
+
+def superseded(leaves: tuple[Leaf, ...], candidates: tuple[Leaf, ...]) -> dict[str, None]:
+    """Attachments only strictly older leaves hold: a newer clock saw them and removed them."""
+    kept = {name for leaf in candidates for name in leaf.attachments}
+    return {name: None for leaf in leaves for name in leaf.attachments if name not in kept}
 
 
 def _strictly_before(a: Mapping[str, int], b: Mapping[str, int]) -> bool:

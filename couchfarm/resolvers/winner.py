@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from couchfarm.models import ConflictSet, Leaf, Resolution
-from couchfarm.resolvers.base import Options, current_winner, merged
+from couchfarm.resolvers.base import Options, merged, preferred, rank
 
 VERSION = 1
 
@@ -23,7 +23,8 @@ class Winner:
     options: ClassVar[Mapping[str, Any]] = {}
 
     def choose(self, conflict: ConflictSet, leaves: tuple[Leaf, ...]) -> Resolution:
-        return merged(current_winner(leaves).body)
+        order = preferred(leaves, rank)
+        return merged(order[0].body, order)
 
 
 def build(opts: Options) -> Winner:

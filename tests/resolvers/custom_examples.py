@@ -40,6 +40,21 @@ def revs(conflict: ConflictSet) -> dict[str, Any]:
     return {"revs": [leaf.rev for leaf in conflict.leaves]}
 
 
+def first_body(conflict: ConflictSet) -> dict[str, Any]:
+    """The body of the leaf with the highest rev: attachments follow that leaf."""
+    return dict(max(conflict.leaves, key=lambda leaf: leaf.rev).body)
+
+
+def new_body(conflict: ConflictSet) -> dict[str, Any]:
+    """A new body no leaf has: the function must say whose attachments to keep."""
+    return {"merged": sorted(leaf.rev for leaf in conflict.leaves)}
+
+
+def with_attachment_choice(conflict: ConflictSet) -> dict[str, Any]:
+    """A new body, with the attachments chosen by name (``2-000``'s f.txt, no g.bin)."""
+    return {**new_body(conflict), "_attachments": {"f.txt": "2-000", "g.bin": None}}
+
+
 class Merger:
     @staticmethod
     def first_rev(conflict: ConflictSet) -> dict[str, Any]:

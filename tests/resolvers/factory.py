@@ -13,13 +13,24 @@ from couchfarm.resolvers import build_resolver, parse_strategy
 from couchfarm.settings import StrategySpec
 
 
-def leaf(rev: str, body: dict[str, Any] | None = None, *, deleted: bool = False) -> Leaf:
-    return Leaf(rev=rev, body=dict(body or {}), deleted=deleted)
+def leaf(
+    rev: str,
+    body: dict[str, Any] | None = None,
+    *,
+    deleted: bool = False,
+    parents: tuple[str, ...] = (),
+    attachments: dict[str, Any] | None = None,
+) -> Leaf:
+    """A leaf; ``parents`` are the revisions before it, newest first (its ``_revisions``)."""
+    ancestry = (rev, *parents) if parents else ()
+    return Leaf(
+        rev=rev, body=dict(body or {}), deleted=deleted, ancestry=ancestry, attachments=attachments or {}
+    )
 
 
-def tombstone(rev: str, *, ours: bool = False) -> Leaf:
+def tombstone(rev: str, *, ours: bool = False, parents: tuple[str, ...] = ()) -> Leaf:
     """A deleted leaf; ``ours`` marks it as a couchfarm resolution tombstone."""
-    return Leaf(rev=rev, body={TOMBSTONE_FIELD: True} if ours else {}, deleted=True)
+    return leaf(rev, {TOMBSTONE_FIELD: True} if ours else {}, deleted=True, parents=parents)
 
 
 def conflict(*leaves: Leaf, base: dict[str, Any] | None = None, doc_id: str = "doc") -> ConflictSet:
@@ -94,8 +105,10 @@ def leaf_sets(draw: st.DrawFn, *, min_live: int = 2, deleted: bool = False) -> t
     out = []
     for i, (gen, digit) in enumerate(revs):
         rev = f"{gen}-{digit * 8}"
+        # every branch starts at 1-root, so the tombstone rule sees concurrent and earlier deletions
+        parents = (*(f"{k}-{digit}{k}" for k in range(gen - 1, 1, -1)), "1-root") if gen > 1 else ()
         if deleted and i >= min_live and draw(st.booleans()):
-            out.append(tombstone(rev, ours=draw(st.booleans())))
+            out.append(tombstone(rev, ours=draw(st.booleans()), parents=parents))
         else:
-            out.append(leaf(rev, draw(bodies())))
+            out.append(leaf(rev, draw(bodies()), parents=parents))
     return tuple(out)

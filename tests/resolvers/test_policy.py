@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from couchfarm.errors import ConfigError
@@ -10,7 +12,9 @@ from couchfarm.resolvers import build_resolver, is_conflict
 from couchfarm.settings import StrategySpec
 from tests.resolvers.factory import conflict, leaf, resolve, tombstone
 
-LIVE_A, LIVE_B = leaf("2-aaa", {"v": "a", "t": 1}), leaf("2-bbb", {"v": "b", "t": 2})
+ROOT = ("1-root",)
+LIVE_A = leaf("2-aaa", {"v": "a", "t": 1}, parents=ROOT)
+LIVE_B = leaf("2-bbb", {"v": "b", "t": 2}, parents=ROOT)
 
 
 @pytest.mark.parametrize(
@@ -18,7 +22,9 @@ LIVE_A, LIVE_B = leaf("2-aaa", {"v": "a", "t": 1}), leaf("2-bbb", {"v": "b", "t"
     [
         ((LIVE_A,), False, False),
         ((LIVE_A, LIVE_B), True, True),
-        ((LIVE_A, tombstone("3-ddd")), False, True),
+        ((LIVE_A, tombstone("2-ddd", parents=ROOT)), False, True),  # concurrent delete-vs-edit
+        ((LIVE_A, tombstone("3-ddd", parents=("2-ccc", *ROOT))), False, False),  # deleted an earlier edit
+        ((LIVE_A, tombstone("2-ddd")), False, False),  # no history: the tree cannot tell, kept alive
         ((LIVE_A, tombstone("3-ddd", ours=True)), False, False),  # a leftover of our own resolution
         ((tombstone("3-ddd"), tombstone("3-eee")), False, False),
         ((LIVE_A, LIVE_B, tombstone("3-ddd", ours=True)), True, True),
@@ -40,11 +46,22 @@ def test_update_wins_ignores_deleted_leaves() -> None:
     assert resolve("winner", LIVE_A, LIVE_B, tombstone("9-fff")).body == {"v": "b", "t": 2}
 
 
-def test_tombstone_wins_a_user_deletion_beats_edits() -> None:
+def test_tombstone_wins_a_concurrent_user_deletion_beats_edits() -> None:
     assert (
-        resolve("lww:field=t,deletion=tombstone_wins", LIVE_A, LIVE_B, tombstone("1-0"))
+        resolve("lww:field=t,deletion=tombstone_wins", LIVE_A, LIVE_B, tombstone("2-0", parents=ROOT))
         == Resolution.deletion()
     )
+
+
+def test_tombstone_wins_the_edits_a_deletion_does_not_beat_are_merged() -> None:
+    recreated = leaf("4-fff", {"v": "f", "t": 0}, parents=("3-tomb", "2-eee", *ROOT))
+    conflict_set = conflict(LIVE_A, recreated, tombstone("2-0", parents=ROOT))
+    resolver = build_resolver(StrategySpec(strategy="lww", options={"field": "t"}, deletion="tombstone_wins"))
+    # 3-tomb's deletion state unknown: 4-fff is kept, 2-aaa (concurrent with the deletion) is beaten
+    assert resolver.resolve(conflict_set).body == recreated.body
+    # 3-tomb known to be live: both edits are beaten by the concurrent deletion
+    known = dataclasses.replace(conflict_set, history={"3-tomb": False, "2-eee": False})
+    assert resolver.resolve(known) == Resolution.deletion()
 
 
 def test_tombstone_wins_ignores_couchfarm_tombstones() -> None:

@@ -89,5 +89,6 @@ def test_resolving_the_merge_again_changes_nothing(
     if first.body is None:
         return  # malformed input: failed, nothing to re-resolve
     again = [leaf(f"{9 + i}-{i:04x}", first.body) for i in range(len(leaves))]
-    assert resolver.resolve(conflict(*again, base=base)) == first
-    assert resolver.resolve(conflict(*again, base=first.body)) == first
+    for base_again in (base, first.body):
+        # the body is the same; the chosen leaves are the new ones (attachments follow them)
+        assert resolver.resolve(conflict(*again, base=base_again)).body == first.body

@@ -1,8 +1,14 @@
-"""A recording HTTP proxy for tests: forwards to a CouchDB-API server and keeps every request's headers."""
+"""A recording HTTP proxy for tests: forwards to a CouchDB-API server and keeps every request's headers.
+
+``answer(method, path)`` may return ``(status, json_body)`` to answer a request itself instead of
+forwarding it: a fault (a 503) or a broken answer injected between a real client and a real server.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -12,10 +18,14 @@ import urllib3
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
+Answer = Callable[[str, str], "tuple[int, Any] | None"]
+
+
 class RecordingProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, answer: Answer | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.answer = answer
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,6 +38,16 @@ class RecordingProxy:
                 proxy.seen.append((self.command, self.path, dict(self.headers.items())))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                injected = proxy.answer(self.command, self.path) if proxy.answer else None
+                if injected is not None:
+                    data = json.dumps(injected[1]).encode()
+                    self.send_response(injected[0])
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP | {"host"}}
                 with requests.request(
                     self.command,
