@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if value.lower().startswith("sentinel://"):  # kombu's form: every sentinel, ';'-separated
+            for part in (p for p in value.split(";") if p.strip()):
+                _refuse_if(url_problem(part, ("sentinel",), "sentinel://10.0.0.1:26379"), value)
+            return value
         return _refuse_if(url_problem(value, REDIS_SCHEMES, "redis://127.0.0.1:6379/0"), value)
 
     @field_validator("log_level")

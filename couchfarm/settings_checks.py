@@ -14,6 +14,8 @@ The rules, and why:
   half a ``feed_deadline`` and half a second, so a follower that lost its lease (a Redis blip, a
   pause, a rebalance) learns it at its next fenced write within one lease period, and a former holder
   and a new one overlap by at most one read. The defaults (30 and 10) pass with room.
+- a ``sentinel://`` Redis URL needs ``redis_sentinel_master``: the sentinels are asked for a master
+  by its name.
 - database rules: the first rule whose name or glob matches a database wins, so a second rule with
   the same name, or a plain name after a glob that matches it, would never apply.
 """
@@ -88,6 +90,17 @@ def contradictions(settings: Settings, origins: Origins) -> list[tuple[str, str]
                 "feed_deadline + 0.5 s) cannot see its lease expire, so the lease must outlast that read",
             )
         )
+    for name in ("redis_url", "broker_url", "result_url"):
+        url = getattr(settings, name) or ""
+        if url.lower().startswith("sentinel://") and not settings.redis_sentinel_master:
+            found.append(
+                (
+                    "redis_sentinel_master",
+                    f"{name} ({_from(origins, name)}) names sentinels, so redis_sentinel_master "
+                    "(COUCHFARM_REDIS_SENTINEL_MASTER) must name the master they watch",
+                )
+            )
+            break
     return found + _rule_clashes([r.name for r in settings.databases], origins)
 
 

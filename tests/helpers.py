@@ -91,12 +91,17 @@ def resolve_all(
 
 def seed_conflicts(client: CouchClient, db: str, n: int, prefix: str = "doc") -> list[str]:
     """``n`` documents with two live leaves each, in bulk: ``v`` 1 (January) and ``v`` 2 (February),
-    so last-write-wins by ``updated_at`` keeps ``v`` 2. Returns the ids."""
+    so last-write-wins by ``updated_at`` keeps ``v`` 2, over a common ancestor with ``v`` 0 (whose
+    body the merges that need it find). Returns the ids."""
     ids, docs = [], []
     for i in range(n):
         doc_id = f"{prefix}-{i:05d}"
         ids.append(doc_id)
         base = rev_hash(f"{doc_id}:base")
+        ancestor = {"updated_at": "2025-12-01T00:00:00Z", "v": 0}
+        docs.append(
+            {**ancestor, "_id": doc_id, "_rev": f"1-{base}", "_revisions": {"start": 1, "ids": [base]}}
+        )
         for v, month in ((1, "01"), (2, "02")):
             body = {"updated_at": f"2026-{month}-01T00:00:00Z", "v": v}
             h = rev_hash(f"{doc_id}:{v}")

@@ -25,7 +25,7 @@ import redis
 
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetter, DeadLetters
-from tests.helpers import make_conflict
+from tests.helpers import FARM, make_conflict
 from workers.local_servers import PouchServer, RedisServer, free_port
 
 #: a document id and a field name that try to forge a log line and repaint the terminal
@@ -83,7 +83,7 @@ def evil_conflict(world: World) -> None:
 
 
 def evil_dead_letter(world: World) -> None:
-    DeadLetters(redis.Redis.from_url(world.redis, decode_responses=True)).add(
+    DeadLetters(redis.Redis.from_url(world.redis, decode_responses=True), FARM).add(
         DeadLetter(
             db="orders",
             doc_id=EVIL_ID,
@@ -277,6 +277,7 @@ def run(world: World, case: Case) -> tuple[subprocess.CompletedProcess[str], flo
         (world.tmp / name).write_bytes(content.replace(b"{dead}", str(world.dead).encode()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COUCHFARM_")}
     env["COUCHFARM_COUCH_URL"] = world.couch
+    env["COUCHFARM_FARM"] = FARM
     env.update({k: world.fill(v) for k, v in case.env.items()})
     if env.pop("REDIS_SCHEME", None):
         env["COUCHFARM_REDIS_URL"] = "rediss" + env["COUCHFARM_REDIS_URL"].removeprefix("redis")

@@ -52,13 +52,13 @@ def dlq_list(
     store, _ = _store(config, couch_url)
     entries = store.list(db, since=time.time() - parse_duration(since) if since else None)
     if as_json:
-        echo_json([e.as_json() for e in entries])
+        echo_json([{**e.as_json(), "farm": store.farm} for e in entries])
         return
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.last_failure))
         line = f"{e.id}  {when}  {e.db}/{e.doc_id}  x{e.attempts}  {e.error}: {e.reason[:120]}"
         click.echo(printable(line))
-    click.echo(f"{len(entries)} dead letter(s)", err=True)
+    click.echo(f"{len(entries)} dead letter(s) of farm {store.farm}", err=True)
 
 
 @dlq.command("show")
@@ -69,7 +69,7 @@ def dlq_show(entry_id: str, config: str | None, couch_url: str | None) -> None:
     store, settings = _store(config, couch_url)
     entry = _get(store, entry_id)
     leaves = couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
-    echo_json({**entry.as_json(), "current_leaves": leaves})
+    echo_json({**entry.as_json(), "farm": store.farm, "current_leaves": leaves})
 
 
 def _get(store: DeadLetters, entry_id: str) -> DeadLetter:

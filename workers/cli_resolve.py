@@ -36,8 +36,8 @@ def resolve(
 ) -> None:
     """Resolve the current conflicts of DB in this process.
 
-    Without Redis, dead letters are reported in the summary (and in --json) and the exit status is
-    1 when there are any.
+    It needs no Redis and keeps no state: its dead letters are printed here (and in --json), not
+    stored in the farm's dead-letter queue, and the exit status is 1 when there are any.
     """
     settings = load_settings(config, strategy, couch_url=couch_url)
     client = couch_client(settings)
@@ -71,6 +71,12 @@ def report(summary: Summary, db: str, dry_run: bool, as_json: bool) -> None:
             echo_json(r.plan)
     for r in summary.dead:
         click.echo(printable(f"dead letter: {r.doc_id}: {r.error}: {r.reason}"), err=True)
+    if summary.dead:
+        click.echo(
+            f"{len(summary.dead)} dead letters listed above only: `couchfarm resolve` keeps no state"
+            " (the farm's dead-letter queue is `couchfarm dlq`)",
+            err=True,
+        )
     parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no conflicts"
     click.echo(
         f"{db}: {parts} in {summary.seconds:.1f}s" + (" (dry run: nothing written)" if dry_run else "")

@@ -131,8 +131,17 @@ class Follower:
         """
         mirror = self.client.get_local(self.db, MIRROR) or {}
         mirrored = int(mirror.get("token", 0))
-        if self.lease.token <= mirrored:
+        if self.lease.token <= mirrored:  # Redis lost writes: never hand a token number out twice
+            old = self.lease.token
             self.lease = self.state.raise_token(self.lease, mirrored + 1)
+            log.warning(
+                "fencing token of %s raised from %d to %d, past the %d its mirror recorded",
+                self.db,
+                old,
+                self.lease.token,
+                mirrored,
+                extra={"db": self.db},
+            )
         cp = self.state.checkpoint(self.db)
         usable = "done" in mirror and mirrored > cp.reset_token
         body = {"token": self.lease.token, "at": time.time(), **({"done": mirror["done"]} if usable else {})}

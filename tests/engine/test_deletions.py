@@ -77,8 +77,8 @@ def test_undecidable_after_compaction_is_kept_alive_and_said(
     run(engine(client), db, ["d"])
     client.put(db, {"_id": "d", "updated_at": "2026-05-01", "again": True})
     client.http.request("POST", f"{db}/_compact", body={})  # the bodies of 3-tombstone and 2-e go
-    before = metrics.DELETIONS_UNDECIDED.labels(db)._value.get()
+    before = metrics.DELETIONS_UNDECIDED.labels(metrics.FARM[0], db)._value.get()
     out = run(engine(client, on_event=factory.emit), db, ["d"])["results"]["d"]
     assert out.outcome is Outcome.NOOP and live_leaves(client, db, "d")
-    assert metrics.DELETIONS_UNDECIDED.labels(db)._value.get() == before + 1
+    assert metrics.DELETIONS_UNDECIDED.labels(metrics.FARM[0], db)._value.get() == before + 1
     assert f"kept {db}/d alive" in caplog.text and "2-" + "c" * 32 in caplog.text

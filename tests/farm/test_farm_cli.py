@@ -61,7 +61,7 @@ def test_commands_that_need_redis_say_so(couch_url: str) -> None:
 def test_checkpoint_of_a_database_never_followed_is_refused(
     couch_url: str, redis_url: str, client: CouchClient, db: str
 ) -> None:
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
     for verb in (["show", db], ["reset", db, "--yes"]):
         out = couchfarm(couch_url, redis_url, "checkpoint", *verb)
         assert out.returncode == 1 and f"the farm never followed {db}" in out.stderr, out.stderr
@@ -74,7 +74,7 @@ def test_checkpoint_of_a_database_never_followed_is_refused(
 def test_checkpoint_reset_removes_the_mirror_before_redis(
     pouch_server: PouchServer, redis_url: str, client: CouchClient, db: str
 ) -> None:
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True))
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
     lease = state.acquire(db, "host:1:abc", ttl=30)
     assert lease is not None
     state.write_checkpoint(lease, "read", 7)
@@ -86,7 +86,7 @@ def test_checkpoint_reset_removes_the_mirror_before_redis(
     with RecordingProxy(pouch_server.plain_url, refuse_mirror_delete) as proxy:
         url = f"http://{pouch_server.user}:{pouch_server.password}@127.0.0.1:{proxy.port}"
         out = couchfarm(url, redis_url, "checkpoint", "reset", db, "--yes", COUCHFARM_COUCH_RETRIES="1")
-    assert out.returncode == 1 and "Unavailable" in out.stderr
+    assert out.returncode == 4 and "Unavailable" in out.stderr  # README "Exit codes": unreachable
     # the mirror could not go, so Redis was not touched: no holder can resume from a stale mirror
     assert state.checkpoint(db).read == 7 and client.get_local(db, MIRROR) is not None
     assert couchfarm(pouch_server.url, redis_url, "checkpoint", "reset", db, "--yes").returncode == 0

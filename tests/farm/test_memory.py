@@ -29,7 +29,7 @@ CELERY_KEYS = re.compile(r"^(_kombu\.binding.*|unacked(_index|_mutex)?|celery)$"
 
 def declared(key: str) -> bool:
     for template in (v for k, v in vars(keys).items() if k.isupper() and k != "PREFIX"):
-        pattern = re.escape(template)
+        pattern = re.escape(template.replace("{farm}", FARM))
         pattern = re.sub(r"\\\{[a-z]+\\\}", ".+", pattern)
         if re.fullmatch(pattern, key):
             return True
@@ -60,15 +60,15 @@ def test_ten_thousand_documents_leave_bounded_keys(
         ledger = Ledger(real_redis, FARM)
 
         def settled() -> bool:
-            cp = real_redis.hgetall(keys.CHECKPOINT.format(db=db))
+            cp = real_redis.hgetall(keys.CHECKPOINT.format(farm=FARM, db=db))
             return bool(cp) and cp.get("done") == cp.get("read") and not ledger.batches(db)
 
-        wait_for(lambda: ledger.batches(db) or real_redis.hget(keys.CHECKPOINT.format(db=db), "read"), 60)
+        wait_for(lambda: ledger.batches(db) or real_redis.hget(keys.CHECKPOINT.format(farm=FARM, db=db), "read"), 60)
         wait_for(settled, 300, "10,000 documents resolved")
         grown = used_mb(real_redis) - before
         found = sorted(real_redis.scan_iter(count=1000))
         undeclared = [k for k in found if not declared(k)]
-        written = [k for k in found if k.startswith(keys.WRITTEN.format(db=db, doc=""))]
+        written = [k for k in found if k.startswith(keys.WRITTEN.format(farm=FARM, db=db, doc=""))]
         print(
             f"\nRedis grew by {grown:.2f} MB for {DOCS} documents"
             f" ({len(found)} keys, {len(written)} written:*)"
