@@ -63,7 +63,10 @@ def test_ten_thousand_documents_leave_bounded_keys(
             cp = real_redis.hgetall(keys.CHECKPOINT.format(farm=FARM, db=db))
             return bool(cp) and cp.get("done") == cp.get("read") and not ledger.batches(db)
 
-        wait_for(lambda: ledger.batches(db) or real_redis.hget(keys.CHECKPOINT.format(farm=FARM, db=db), "read"), 60)
+        wait_for(
+            lambda: ledger.batches(db) or real_redis.hget(keys.CHECKPOINT.format(farm=FARM, db=db), "read"),
+            60,
+        )
         wait_for(settled, 300, "10,000 documents resolved")
         grown = used_mb(real_redis) - before
         found = sorted(real_redis.scan_iter(count=1000))
