@@ -169,7 +169,7 @@ class BatchLife:
             return Delivery(skipped=start.verdict)
         job = replace(job, doc_ids=tuple(start.pending), attempt=start.attempt)
         with Heartbeat(record, job, self.policy.beat_interval, enabled=bool(job.batch_id)):
-            raw, unsettled, interrupted = self._resolve(record, job, start.careful)
+            raw, unsettled, interrupted = self._resolve(record, job, start.careful, start.revs)
         delivery = self._settle(record, job, raw)
         failpoints.hit("after_dead_letter")  # stored, not yet completed nor acknowledged: the worst moment
         if interrupted:  # a soft time limit: the rest again at once, carefully, without a retry
@@ -178,20 +178,22 @@ class BatchLife:
 
     # -- resolving ------------------------------------------------------------------------------
 
-    def _resolve(self, record: Record, job: Job, careful: bool) -> tuple[list[DocResult], list[str], bool]:
+    def _resolve(
+        self, record: Record, job: Job, careful: bool, revs: dict[str, list[str]]
+    ) -> tuple[list[DocResult], list[str], bool]:
         """(results, documents left unresolved by an interrupt, whether one happened)."""
         done: list[DocResult] = []
         docs = list(job.doc_ids)
         try:
             if not careful:
-                return self._engine(job, docs), [], False
+                return self._engine(job, docs, revs), [], False
             for i, doc_id in enumerate(docs):
                 strikes = record.strike(job, doc_id)
                 if strikes >= self.policy.max_deliveries:
                     done.append(poison(job.db, doc_id, strikes))
                     continue
                 try:
-                    done += self._engine(job, [doc_id])
+                    done += self._engine(job, [doc_id], revs)
                 except self.interrupts:
                     return done, docs[i:], True  # the strike stays: it counts as a delivery
                 record.spare(job, doc_id)
@@ -200,11 +202,13 @@ class BatchLife:
             settled = {r.doc_id for r in done}
             return done, [d for d in docs if d not in settled], True
 
-    def _engine(self, job: Job, docs: list[str]) -> list[DocResult]:
+    def _engine(self, job: Job, docs: list[str], revs: dict[str, list[str]]) -> list[DocResult]:
         """The engine's results; an error it did not turn into an outcome (a bug, a 401 on a read)
-        makes every document a RETRY with the reason, so it is retried and then dead-lettered."""
+        makes every document a RETRY with the reason, so it is retried and then dead-lettered.
+        ``revs``: the leaves the feed showed (a cheaper read where the server allows it)."""
+        known = {d: revs[d] for d in docs if d in revs} if job.attempt == 0 else None
         try:
-            return self.engine.resolve(job.db, docs, dry_run=self.policy.dry_run)
+            return self.engine.resolve(job.db, docs, dry_run=self.policy.dry_run, known=known)
         except self.interrupts:
             raise
         except Exception as exc:

@@ -32,6 +32,7 @@ from couchfarm.errors import (
 from couchfarm.feeds import ChangeRow, ChangesPage, FeedEnd, LineSplitter, Seq, parse_continuous_line
 from couchfarm.http import Transport, quote_id
 from couchfarm.models import BulkItemResult
+from couchfarm.reads import read_known_leaves, read_revisions
 from couchfarm.replies import LeafRead, match_bulk_results, parse_bulk_get, parse_open_revs
 
 log = logging.getLogger("couchfarm.couch")
@@ -174,8 +175,13 @@ class CouchClient:
         """
         return {doc_id: read.docs for doc_id, read in self.read_leaf_sets(db, doc_ids).items()}
 
-    def read_leaf_sets(self, db: str, doc_ids: Iterable[str]) -> dict[str, LeafRead]:
+    def read_leaf_sets(
+        self, db: str, doc_ids: Iterable[str], known: dict[str, list[str]] | None = None
+    ) -> dict[str, LeafRead]:
         """Every leaf of each document and the errors met reading them, in one bulk read.
+
+        ``known`` (doc id -> the leaf revs the feed listed) lets other servers read in two requests
+        instead of one per document (couchfarm/reads.py).
 
         CouchDB 2+: one ``POST _bulk_get?revs=true`` with ``{"id"}`` entries, which CouchDB answers
         with every leaf; per-document ``{"error": ...}`` entries inside the 200 are kept as errors.
@@ -195,9 +201,15 @@ class CouchClient:
                 body={"docs": [{"id": i} for i in ids]},
             )
             return parse_bulk_get(resp.json(), ids)
+        if known and all(i in known for i in ids):
+            return read_known_leaves(self.http, db, {i: known[i] for i in ids})
         log.debug("%s: reading leaves with open_revs=all (server's _bulk_get gives winners only)", self.url)
         with ThreadPoolExecutor(max_workers=min(self.read_workers, len(ids))) as pool:
             return dict(zip(ids, pool.map(lambda i: self._open_revs_read(db, i), ids), strict=True))
+
+    def read_revisions(self, db: str, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        """Explicit revisions' bodies in one ``_bulk_get`` (couchfarm/reads.py ``read_revisions``)."""
+        return read_revisions(self.http, db, pairs)
 
     def _open_revs_read(self, db: str, doc_id: str) -> LeafRead:
         try:

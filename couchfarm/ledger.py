@@ -118,7 +118,8 @@ if status == 'started' then
 end
 redis.call('HSET', KEYS[1], 'status', 'started', 'runner', ARGV[1], 'beat_at', ARGV[3], 'careful', careful)
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-return {'run', redis.call('HGET', KEYS[1], 'pending') or '[]', tostring(attempt), careful}
+return {'run', redis.call('HGET', KEYS[1], 'pending') or '[]', tostring(attempt), careful,
+  redis.call('HGET', KEYS[1], 'revs') or '{}'}
 """
 _BEAT = """
 if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'status') ~= 'started' then
@@ -291,6 +292,7 @@ class Start:
     pending: list[str] = field(default_factory=list)
     attempt: int = 0
     careful: bool = False
+    revs: dict[str, list[str]] = field(default_factory=dict)  #: the leaves the feed showed, per document
 
 
 class Ledger:
@@ -386,7 +388,7 @@ class Ledger:
         )
         if raw[0] != "run":
             return Start(str(raw[0]))
-        return Start("run", json.loads(raw[1]), int(raw[2]), bool(raw[3]))
+        return Start("run", json.loads(raw[1]), int(raw[2]), bool(raw[3]), json.loads(raw[4]))
 
     def beat(self, db: str, batch_id: str, runner: str) -> bool:
         return bool(

@@ -20,6 +20,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +34,9 @@ from couchfarm.resolvers.deletions import history_needed, undecided
 from couchfarm.validation import load_validator
 
 log = logging.getLogger("couchfarm.resolution")
+READ_CHUNK = 100  #: documents per leaf read in a large batch (the next is read while one is written)
+Bases = dict[tuple[str, str], Any]  #: (doc id, ancestor rev) -> its body, None when the server lost it
+_UNREAD: Any = object()
 BASE_STRATEGIES = {"fields", "custom"}  #: strategies given the common ancestor's body
 DESIGN_REASON = (
     "design documents are code (views, validate_doc_update): couchfarm does not merge them unless "
@@ -89,10 +93,13 @@ class Engine:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def read(self, db: str, doc_ids: list[str]) -> dict[str, ConflictSet]:
+    def read(
+        self, db: str, doc_ids: list[str], known: dict[str, list[str]] | None = None
+    ) -> dict[str, ConflictSet]:
         """Every leaf of each document; ``read_error`` set where the read cannot be trusted, no
-        leaves where the document does not exist (missing, purged, or deleted everywhere)."""
-        reads = self.client.read_leaf_sets(db, doc_ids)
+        leaves where the document does not exist (missing, purged, or deleted everywhere).
+        ``known``: the leaf revs the feed listed (fewer requests on some servers)."""
+        reads = self.client.read_leaf_sets(db, doc_ids, known)
         out = {}
         for doc_id in doc_ids:
             read = reads.get(doc_id) or LeafRead()
@@ -123,7 +130,22 @@ class Engine:
         known = self.client.revs_deleted(conflict.db, conflict.doc_id, needed)
         return replace(conflict, history={**conflict.history, **known})
 
-    def with_base(self, conflict: ConflictSet) -> ConflictSet:
+    def prefetch_bases(self, db: str, conflicts: dict[str, ConflictSet]) -> Bases:
+        """The common ancestors the batch's three-way merges need, read in one ``_bulk_get``."""
+        pairs = []
+        for conflict in conflicts.values():
+            if conflict.read_error is None and len(conflict.live) > 1:
+                _, spec = self.router.route(db, conflict)
+                rev = common_ancestor(conflict.live) if spec.strategy in BASE_STRATEGIES else None
+                if rev is not None:
+                    pairs.append((conflict.doc_id, rev))
+        try:
+            return dict(self.client.read_revisions(db, pairs)) if pairs else {}
+        except CouchError as exc:  # each document reads its own ancestor then
+            log.debug("ancestors of %s not read in bulk: %s", db, exc)
+            return {}
+
+    def with_base(self, conflict: ConflictSet, bases: Bases | None = None) -> ConflictSet:
         """The conflict with ``base`` (and ``base_attachments``) set from the last common ancestor.
 
         Raises ``AncestorMissing`` when this server cannot give the ancestor's body: a merge without
@@ -140,7 +162,11 @@ class Engine:
                 )
             return conflict  # histories reach their first revision apart: created twice, no ancestor
         try:
-            doc = self.client.get(conflict.db, conflict.doc_id, rev=rev)
+            doc = (bases or {}).get((conflict.doc_id, rev), _UNREAD)
+            if doc is _UNREAD:
+                doc = self.client.get(conflict.db, conflict.doc_id, rev=rev)
+            if doc is None:
+                raise NotFound(f"{rev} has no body")
         except NotFound:
             raise AncestorMissing(
                 f"the common ancestor {rev} has no body on this server (compaction or _revs_limit): "
@@ -152,7 +178,7 @@ class Engine:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def prepare(self, conflict: ConflictSet) -> Plan | DocResult:
+    def prepare(self, conflict: ConflictSet, bases: Bases | None = None) -> Plan | DocResult:
         """The plan for one document, or its final result when there is nothing to write."""
         resolver, spec = self.router.route(conflict.db, conflict)
         result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
@@ -185,7 +211,7 @@ class Engine:
             return dead(result, "ProvenanceMismatch", f"last merged by another strategy definition ({other})")
         if spec.strategy in BASE_STRATEGIES:
             try:
-                conflict = self.with_base(conflict)
+                conflict = self.with_base(conflict, bases)
             except AncestorMissing as exc:
                 return retry(result, "AncestorMissing", str(exc))
             except CouchError as exc:
@@ -231,20 +257,57 @@ class Engine:
 
     # -- the batch ------------------------------------------------------------------------------
 
-    def resolve(self, db: str, doc_ids: list[str], *, dry_run: bool = False) -> list[DocResult]:
-        """Resolve ``doc_ids`` of ``db``: one result per document, never raising for one document."""
+    def resolve(
+        self,
+        db: str,
+        doc_ids: list[str],
+        *,
+        dry_run: bool = False,
+        known: dict[str, list[str]] | None = None,
+    ) -> list[DocResult]:
+        """Resolve ``doc_ids`` of ``db``: one result per document, never raising for one document.
+
+        A large batch goes in chunks of ``READ_CHUNK`` documents, the next chunk's leaves read
+        while the current one is merged and written (one reader thread)."""
+        ids = list(dict.fromkeys(doc_ids))
+        chunks = [ids[i : i + READ_CHUNK] for i in range(0, len(ids), READ_CHUNK)] or [[]]
+        if len(chunks) == 1:
+            return self._resolve_read(db, chunks[0], self._read(db, chunks[0], known), dry_run)
+        out: list[DocResult] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+            ahead = reader.submit(self._read, db, chunks[0], known)
+            for i, chunk in enumerate(chunks):
+                read = ahead.result()
+                if i + 1 < len(chunks):
+                    ahead = reader.submit(self._read, db, chunks[i + 1], known)
+                out += self._resolve_read(db, chunk, read, dry_run)
+        return out
+
+    def _read(
+        self, db: str, doc_ids: list[str], known: dict[str, list[str]] | None
+    ) -> tuple[dict[str, ConflictSet], str | None, float]:
+        """The chunk's conflicts (or why they could not be read) and when reading began."""
         started = time.monotonic()
         try:
-            conflicts = self.read(db, doc_ids)
+            return self.read(db, doc_ids, known), None, started
         except Unavailable as exc:
-            return [
-                DocResult(db, d, Outcome.RETRY, reason=f"read failed: {exc}", error="Unavailable")
-                for d in doc_ids
-            ]
+            return {}, f"read failed: {exc}", started
+
+    def _resolve_read(
+        self,
+        db: str,
+        doc_ids: list[str],
+        read: tuple[dict[str, ConflictSet], str | None, float],
+        dry_run: bool,
+    ) -> list[DocResult]:
+        conflicts, failure, started = read
+        if failure is not None:
+            return [DocResult(db, d, Outcome.RETRY, reason=failure, error="Unavailable") for d in doc_ids]
+        bases = self.prefetch_bases(db, conflicts)
         plans: list[Plan] = []
         results: dict[str, DocResult] = {}
         for doc_id, conflict in conflicts.items():
-            prepared = self.prepare(conflict)
+            prepared = self.prepare(conflict, bases)
             if isinstance(prepared, Plan):
                 plans.append(prepared)
             else:
@@ -256,7 +319,7 @@ class Engine:
         else:
             results.update(self.write(db, plans))
         elapsed = (time.monotonic() - started) * 1000
-        ordered = [results[d] for d in dict.fromkeys(doc_ids)]
+        ordered = [results[d] for d in doc_ids]
         for r in ordered:
             r.latency_ms = round(elapsed, 1)
         return ordered

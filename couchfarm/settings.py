@@ -116,7 +116,8 @@ class Settings(BaseSettings):
 
     # Resolution
     databases: Annotated[list[DatabaseRule], NoDecode] = Field(default_factory=list)
-    batch_size: int = Field(50, ge=1, le=5000)
+    batch_size: int = Field(50, ge=1, le=5000)  #: documents per batch at a trickle (and the smallest)
+    batch_max_size: int = Field(500, ge=1, le=5000)  #: documents per batch while a backlog is read
     max_retries: int = Field(3, ge=0, le=10)  #: retries of a document after the first attempt
     retry_backoff: float = Field(1.0, ge=0)  #: seconds; full jitter, doubled per retry
     retry_backoff_max: float = Field(60.0, ge=0)

@@ -8,6 +8,7 @@ The rules, and why:
 
 - ``retry_backoff <= retry_backoff_max`` and ``couch_backoff <= couch_backoff_max``: the first wait
   cannot be above the cap meant to bound every wait; one of the two is a typo.
+- ``batch_max_size >= batch_size``: batches grow from one to the other as a backlog deepens.
 - ``lease_ttl >= 2 * feed_deadline + 1``: a follower blocked in a feed read cannot see that its lease
   is gone; the read ends at its client-side deadline, ``1.5 * feed_deadline + 0.5`` s
   (``couchfarm/dispatch/follower.py``). The rule keeps the longest read shorter than a lease with a margin of
@@ -79,6 +80,15 @@ def contradictions(settings: Settings, origins: Origins) -> list[tuple[str, str]
                     f"({_from(origins, cap)}): the first wait would exceed the cap on every wait",
                 )
             )
+    if settings.batch_max_size < settings.batch_size:
+        found.append(
+            (
+                "batch_max_size",
+                f"batch_max_size {settings.batch_max_size} ({_from(origins, 'batch_max_size')}) is smaller "
+                f"than batch_size {settings.batch_size} ({_from(origins, 'batch_size')}): a backlog would "
+                "be cut into smaller batches than a trickle",
+            )
+        )
     need = 2 * settings.feed_deadline + 1
     if settings.lease_ttl < need:
         found.append(

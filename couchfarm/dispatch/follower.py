@@ -184,8 +184,9 @@ class Follower:
         if page.last_seq is not None:
             self.position = page.last_seq
         created = 0
-        if len(self.buffer) >= self.settings.batch_size or caught_up or old:
-            created = self.flush(snap)
+        size = self.settings.batch_size if caught_up else self.settings.batch_max_size
+        if len(self.buffer) >= size or caught_up or old:
+            created = self.flush(snap, size)
         lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
         self.state.set_lag(self.db, lag)
         self.on_event(
@@ -210,7 +211,8 @@ class Follower:
 
     @property
     def page_size(self) -> int:
-        return max(100, self.settings.batch_size * 4)
+        """Rows per read: a full page means a backlog, and batches grow to ``batch_max_size``."""
+        return max(100, self.settings.batch_size * 4, self.settings.batch_max_size)
 
     def read_page(self, busy: bool) -> ChangesPage:
         """The next page; while batches are open the longpoll is short, so that batches waiting on
@@ -228,11 +230,10 @@ class Follower:
             deadline=deadline * 1.5 + 0.5,
         )
 
-    def flush(self, snap: Snapshot) -> int:
-        """Hand the buffered documents to batches (published at once when claimed), then advance
-        ``read`` past them; the number of batches recorded."""
+    def flush(self, snap: Snapshot, size: int) -> int:
+        """Hand the buffered documents to batches of ``size`` (published at once when claimed), then
+        advance ``read`` past them; the number of batches recorded."""
         docs = list(self.buffer)
-        size = self.settings.batch_size
         chunks = [docs[i : i + size] for i in range(0, len(docs), size)]
         for i, chunk in enumerate(chunks):
             end = self.position if i == len(chunks) - 1 else None

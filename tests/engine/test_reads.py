@@ -92,7 +92,10 @@ def test_a_failed_ancestor_read_retries_that_document_only(
         make_conflict(client, db, doc_id, LEAVES, base={"t": "2025-12-01", "v": 0})
 
     def fail_base(method: str, path: str) -> Any:
-        return (503, {"error": "unavailable"}) if path.startswith(f"/{db}/a?rev=") else None
+        # the batch's ancestors are read in one _bulk_get; when that fails, each document reads
+        # its own, and a's fails
+        failing = path.startswith(f"/{db}/a?rev=") or path.startswith(f"/{db}/_bulk_get")
+        return (503, {"error": "unavailable"}) if failing else None
 
     with proxied(pouch_server, fail_base) as flaky:
         out = resolve_once(flaky, db, ["a", "b"], "fields:timestamp=t")

@@ -33,7 +33,9 @@ class Scripted:
         self.script = script or {}
         self.calls: list[list[str]] = []
 
-    def resolve(self, db: str, doc_ids: list[str], *, dry_run: bool = False) -> list[DocResult]:
+    def resolve(
+        self, db: str, doc_ids: list[str], *, dry_run: bool = False, known: Any = None
+    ) -> list[DocResult]:
         self.calls.append(list(doc_ids))
         out = []
         for doc_id in doc_ids:
@@ -117,7 +119,9 @@ def test_an_unexpected_error_is_retried_then_dead_lettered_with_its_reason(
     ledger: Ledger, lease: Lease
 ) -> None:
     class Broken(Scripted):
-        def resolve(self, db: str, doc_ids: list[str], *, dry_run: bool = False) -> list[DocResult]:
+        def resolve(
+            self, db: str, doc_ids: list[str], *, dry_run: bool = False, known: Any = None
+        ) -> list[DocResult]:
             raise RuntimeError("redis went away")
 
     bid = batch(ledger, lease, ["a", "b"])
