@@ -66,6 +66,7 @@ class Engine:
         deep_conflict_leaves: int = 3,
         on_event: Callable[..., None] | None = None,
         interrupts: tuple[type[BaseException], ...] = (),
+        on_conflict: Callable[[ConflictSet], None] | None = None,
     ) -> None:
         self.client = client
         self.router = router
@@ -75,6 +76,7 @@ class Engine:
         self.deep_conflict_leaves = deep_conflict_leaves
         self.on_event = on_event or (lambda name, **fields: None)
         self.interrupts = interrupts  #: a time limit raised inside a strategy: never a strategy error
+        self.on_conflict = on_conflict  #: told of every document that is a conflict (couchfarm/insights.py)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ class Engine:
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
+        if self.on_conflict is not None:
+            self.on_conflict(conflict)
         if len(conflict.live) > self.deep_conflict_leaves:
             self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
         validator = load_validator(spec.schema_path, self.schema_dir) if spec.schema_path else None

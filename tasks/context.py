@@ -17,6 +17,7 @@ from couchfarm import factory
 from couchfarm.batch import BatchLife, LedgerRecord
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
+from couchfarm.insights import InsightRecorder
 from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
@@ -33,6 +34,7 @@ class WorkerContext:
     dead_letters: DeadLetters
     redis: Any
     life: BatchLife
+    insights: InsightRecorder
 
 
 def configure(settings: Settings) -> None:
@@ -63,11 +65,14 @@ def _build(settings: Settings | None) -> WorkerContext:
     redis = factory.redis_client(settings.redis_url, settings.redis_tls)
     store = DeadLetters(redis)
     interrupts = (SoftTimeLimitExceeded,)
-    engine = factory.engine(settings, factory.couch_client(settings), interrupts=interrupts)
+    insights = factory.insight_recorder(settings, redis)
+    engine = factory.engine(
+        settings, factory.couch_client(settings), interrupts=interrupts, on_conflict=insights
+    )
     policy = factory.policy(settings)
     record = LedgerRecord(Ledger(redis), policy.beat_timeout)
     life = BatchLife(engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=interrupts)
-    return WorkerContext(settings, engine, store, redis, life)
+    return WorkerContext(settings, engine, store, redis, life, insights)
 
 
 def show_in_flower(entry: DeadLetter) -> None:

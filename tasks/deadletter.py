@@ -50,6 +50,8 @@ def replay_dead_letters(
     else:
         raise ValueError("give entry_id, db or all=True")
     done = replay(ctx.engine, store, entries, factory.policy(ctx.settings, dry_run=dry_run))
+    if not dry_run:
+        ctx.insights.results(r.result for r in done)
     return {
         "replayed": len(done),
         "removed": sum(r.removed for r in done),

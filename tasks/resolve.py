@@ -24,8 +24,10 @@ def resolve_batch(
 ) -> None:
     parent = incoming_traceparent(self.request)
     job = Job(db, tuple(doc_ids), batch_id, attempt, correlation_id, runner=self.request.id or "")
+    ctx = context()
     with trace.activated(parent, "couchfarm.resolve_batch"):
-        delivery = context().life.deliver(job)
+        delivery = ctx.life.deliver(job)
+    ctx.insights.results(delivery.results)
     if delivery.retry:
         raise self.retry(
             args=[db, delivery.retry, correlation_id],
