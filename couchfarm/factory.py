@@ -102,10 +102,10 @@ def insight_store(settings: Settings, redis: Any) -> InsightStore:
     return InsightStore(redis, window=settings.insights_window, bucket=settings.insights_bucket)
 
 
-def insight_recorder(settings: Settings, redis: Any) -> InsightRecorder:
-    """The engine's ``on_conflict`` hook that counts each conflict the farm resolves."""
+def insight_recorder(settings: Settings, store: InsightStore) -> InsightRecorder:
+    """The engine's ``on_conflict`` hook that counts each conflict the farm resolves in ``store``."""
     return InsightRecorder(
-        insight_store(settings, redis),
+        store,
         settings.rule_for,
         type_field=settings.insights_type_field,
         writer_field=settings.writer_field,

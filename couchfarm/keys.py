@@ -39,3 +39,7 @@ INSIGHTS = PREFIX + "insights:{db}:{bucket}"  #: hash label -> count for one tim
 #: TTL = insights_window + one bucket; at most MAX_LABELS + 5 fields (the rest is counted as "(other)")
 INSIGHTS_SEEN = PREFIX + "insights-seen:{db}"  #: zset conflict digest -> time, so a retry is not
 #: counted twice; members older than 1 h removed and at most 10,000 kept at each write; TTL 1 h
+
+# Conflict ages (couchfarm/ages.py), written by `couchfarm ui` when it lists a database's conflicts
+CONFLICT_SEEN = PREFIX + "conflict-seen:{db}"  #: zset doc id -> first time seen conflicted; pruned to
+#: the conflicted documents of the last complete listing; at most 100,000 members (the oldest kept)

@@ -65,7 +65,7 @@ def _build(settings: Settings | None) -> WorkerContext:
     redis = factory.redis_client(settings.redis_url, settings.redis_tls)
     store = DeadLetters(redis)
     interrupts = (SoftTimeLimitExceeded,)
-    insights = factory.insight_recorder(settings, redis)
+    insights = factory.insight_recorder(settings, factory.insight_store(settings, redis))
     engine = factory.engine(
         settings, factory.couch_client(settings), interrupts=interrupts, on_conflict=insights
     )
@@ -76,9 +76,12 @@ def _build(settings: Settings | None) -> WorkerContext:
 
 
 def show_in_flower(entry: DeadLetter) -> None:
-    """One ``couchfarm.dead_letter`` task per stored dead letter: Flower shows its event."""
-    from tasks.deadletter import dead_letter
+    """One ``couchfarm.dead_letter`` task per stored dead letter: Flower shows its event. With
+    ``ui_url`` set, its ``ui_link`` keyword argument is the entry's page in ``couchfarm ui``."""
+    from tasks.deadletter import dead_letter, ui_link
 
+    base = _settings.ui_url if _settings is not None else None
     dead_letter.apply_async(
-        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id]
+        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id],
+        kwargs={"ui_link": ui_link(base, entry.id)} if base else None,
     )

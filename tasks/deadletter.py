@@ -4,12 +4,14 @@ Flower shows worker events, never the result backend. ``couchfarm.dead_letter`` 
 per dead-lettered document: it sends a ``task-dead_lettered`` event (Flower then shows the state
 ``DEAD_LETTERED``, with db, doc id and reason in its arguments, searchable) and ends with ``Ignore``
 so that no later ``task-succeeded`` overwrites that state. The store in Redis stays the record;
-Flower is only a view of it.
+Flower is only a view of it. With ``ui_url`` configured, the task also carries ``ui_link``, the
+entry's page in ``couchfarm ui``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from celery import shared_task
 from celery.exceptions import Ignore
@@ -18,10 +20,24 @@ from couchfarm import factory
 from couchfarm.replay import replay
 from tasks.context import context
 
+UI_PATH = "/dead-letters/{id}"  #: an entry's page in ``couchfarm ui`` (workers/ui/views_dlq.py)
+
+
+def ui_link(base: str, entry_id: str) -> str:
+    """The address of a dead letter's page in ``couchfarm ui`` served at ``base`` (``ui_url``)."""
+    return base.rstrip("/") + UI_PATH.format(id=quote(entry_id, safe=""))
+
 
 @shared_task(bind=True, name="couchfarm.dead_letter", ignore_result=True)
 def dead_letter(
-    self: Any, db: str, doc_id: str, error: str, reason: str, entry_id: str, correlation_id: str = ""
+    self: Any,
+    db: str,
+    doc_id: str,
+    error: str,
+    reason: str,
+    entry_id: str,
+    correlation_id: str = "",
+    ui_link: str = "",
 ) -> None:
     self.send_event(
         "task-dead_lettered",
@@ -31,6 +47,7 @@ def dead_letter(
         reason=reason,
         entry_id=entry_id,
         correlation_id=correlation_id,
+        **({"ui_link": ui_link} if ui_link else {}),
     )
     raise Ignore()
 

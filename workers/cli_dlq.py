@@ -102,7 +102,9 @@ def dlq_replay(
         raise click.UsageError("give exactly one of ID, --db NAME or --all")
     store, settings = _store(config, couch_url)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
-    counts = None if dry_run else factory.insight_recorder(settings, store.redis)
+    counts = (
+        None if dry_run else factory.insight_recorder(settings, factory.insight_store(settings, store.redis))
+    )
     engine = factory.engine(settings, factory.couch_client(settings), on_conflict=counts)
     done = replay_entries(engine, store, entries, factory.policy(settings, dry_run=dry_run), sleep=time.sleep)
     if counts is not None:
@@ -192,6 +194,6 @@ def flower(
             "--persistent=True",
             f"--db={state}",
             "--state_save_interval=10000",
-            "--tasks_columns=name,uuid,state,args,received,worker",
+            "--tasks_columns=name,uuid,state,args,kwargs,received,worker",
         ]
     )

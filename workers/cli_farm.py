@@ -15,9 +15,11 @@ from couchfarm import factory, metrics
 from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
+from couchfarm.ledger import Ledger
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
+from couchfarm.state import FarmState
 from workers.cli_common import config_options, echo_json, load_settings
 from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, ledger, state_redis
 
@@ -163,10 +165,18 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, Any]]:
-    state = farm_state(settings)
-    book = ledger(state)
-    dead = DeadLetters(state.redis)
+def status_report(
+    settings: Settings,
+    dbs: tuple[str, ...],
+    *,
+    state: FarmState | None = None,
+    book: Ledger | None = None,
+    dead: DeadLetters | None = None,
+) -> list[dict[str, Any]]:
+    """Per database: lease, checkpoints, lag, batches, dead letters, pause (stores built when not given)."""
+    state = state or farm_state(settings)
+    book = book or ledger(state)
+    dead = dead or DeadLetters(state.redis)
     names = sorted(set(dbs) or set(state.databases()))
     now = time.time()
     report = []

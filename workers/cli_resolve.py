@@ -42,9 +42,8 @@ def resolve(
     client = factory.couch_client(settings)
     counts = None  # with a state Redis, a real run counts its conflicts for `couchfarm ui`'s "why" page
     if settings.redis_url and not dry_run:
-        counts = factory.insight_recorder(
-            settings, factory.redis_client(settings.redis_url, settings.redis_tls)
-        )
+        redis = factory.redis_client(settings.redis_url, settings.redis_tls)
+        counts = factory.insight_recorder(settings, factory.insight_store(settings, redis))
     engine = factory.engine(settings, client, strategy, on_conflict=counts)
     ids = list(doc_ids) or [i for page, _ in candidate_pages(client, db) for i in page]
     life = BatchLife(engine, LocalRecord(), MemoryDeadLetters(), factory.policy(settings, dry_run=dry_run))

@@ -70,7 +70,8 @@ def test_ten_thousand_documents_leave_bounded_keys(
         undeclared = [k for k in found if not declared(k)]
         written = [k for k in found if k.startswith(keys.WRITTEN.format(db=db, doc=""))]
         print(
-            f"\nRedis grew by {grown:.2f} MB for {DOCS} documents ({len(found)} keys, {len(written)} written:*)"
+            f"\nRedis grew by {grown:.2f} MB for {DOCS} documents "
+            f"({len(found)} keys, {len(written)} written:*)"
         )
         assert undeclared == [], undeclared
         assert grown < LIMIT_MB

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from couchfarm import keys
+from couchfarm.ages import ConflictAges
 from couchfarm.couch import CouchClient
 from couchfarm.insights import MAX_LABELS, InsightRecorder, InsightStore, observe
 from couchfarm.models import ConflictSet, Leaf, Outcome
@@ -123,3 +124,12 @@ def test_engine_tells_the_hook_of_each_conflict_only(client: CouchClient, db: st
     assert (
         bucket.counts["n"] == 1 and bucket.of("w") == {"x": 1, "y": 1} and bucket.of("f") == {"by": 1, "v": 1}
     )
+
+
+def test_conflict_ages_keep_the_first_time_and_forget_resolved(any_redis: Any) -> None:
+    ages = ConflictAges(any_redis)
+    assert ages.seen("db", ["a", "b"], complete=True, now=100.0) == {"a": 100.0, "b": 100.0}
+    assert ages.seen("db", ["b", "c"], complete=True, now=200.0) == {"b": 100.0, "c": 200.0}
+    assert sorted(any_redis.zrange(keys.CONFLICT_SEEN.format(db="db"), 0, -1)) == ["b", "c"]  # a resolved
+    assert ages.seen("db", ["d"], complete=False, now=300.0) == {"d": 300.0}  # a partial listing
+    assert any_redis.zcard(keys.CONFLICT_SEEN.format(db="db")) == 3
