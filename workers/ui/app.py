@@ -71,7 +71,8 @@ def see(request: Request, path: str, message: str = "", **params: str) -> Redire
     ui: UI = request.app.state.ui
     query = {**params, **({"flash": ui.access.sign(message)} if message else {})}
 
-    return RedirectResponse(path + (f"?{urlencode(query)}" if query else ""), status_code=303)
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(path + (f"{joiner}{urlencode(query)}" if query else ""), status_code=303)
 
 
 def action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
