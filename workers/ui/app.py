@@ -54,7 +54,11 @@ class UI:
         rules = [rule.name for rule in self.settings.databases]
         names |= {r for r in rules if not any(c in r for c in "*?[")}
         if any(c in r for r in rules for c in "*?["):
-            found = [d for d in self.client.all_dbs() if not d.startswith("_")]
+            try:
+                found = [d for d in self.client.all_dbs() if not d.startswith("_")]
+            except FarmError as exc:  # CouchDB down: still show what Redis knows
+                log.warning("cannot list the server's databases to match the rules' globs: %s", exc)
+                found = []
             names |= {d for d in found if any(fnmatchcase(d, r) for r in rules)}
         return sorted(names - {self.settings.archive_db or ""})
 
