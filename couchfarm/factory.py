@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from couchfarm import metrics, trace
@@ -13,7 +14,9 @@ from couchfarm.breaker import BreakerState, CircuitBreaker, RetryPolicy
 from couchfarm.couch import CouchClient
 from couchfarm.errors import ConfigError, CouchError
 from couchfarm.http import make_session
+from couchfarm.insights import InsightRecorder, InsightStore
 from couchfarm.ledger import Timing
+from couchfarm.models import ConflictSet
 from couchfarm.redact import redact_url
 from couchfarm.resolution import Engine
 from couchfarm.resolvers import Router, parse_strategy
@@ -91,6 +94,7 @@ def engine(
     client: CouchClient,
     strategy: str | None = None,
     interrupts: tuple[type[BaseException], ...] = (),
+    on_conflict: Callable[[ConflictSet], None] | None = None,
 ) -> Engine:
     return Engine(
         client,
@@ -101,6 +105,23 @@ def engine(
         deep_conflict_leaves=settings.deep_conflict_leaves,
         on_event=emit,
         interrupts=interrupts,
+        on_conflict=on_conflict,
+    )
+
+
+def insight_store(settings: Settings, redis: Any) -> InsightStore:
+    """The "why conflicts happen" counts on the state Redis ``redis``."""
+    farm = farm_id(settings)
+    return InsightStore(redis, farm, window=settings.insights_window, bucket=settings.insights_bucket)
+
+
+def insight_recorder(settings: Settings, store: InsightStore) -> InsightRecorder:
+    """The engine's ``on_conflict`` hook that counts each conflict the farm resolves in ``store``."""
+    return InsightRecorder(
+        store,
+        settings.rule_for,
+        type_field=settings.insights_type_field,
+        writer_field=settings.writer_field,
     )
 
 

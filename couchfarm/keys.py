@@ -38,6 +38,19 @@ ORDINAL = PREFIX + "ordinal:{db}"  #: string counter of batch ordinals; one inte
 INFLIGHT = PREFIX + "inflight:{db}"  #: hash doc id -> batch id holding it; documents of open batches only
 WRITTEN = PREFIX + "written:{db}:{doc}"  #: string JSON list of a document's leaves after a worker settled it;
 #: TTL 1 h (only needed until the follower has read past the farm's own write)
+
+# "Why conflicts happen" (couchfarm/insights.py): bounded by insights_window / insights_bucket buckets
+# per database, each with at most insights.MAX_LABELS labels
+INSIGHTS = PREFIX + "insights:{db}:{bucket}"  #: hash label -> count for one time bucket (start, unix s);
+#: TTL = insights_window + one bucket; at most MAX_LABELS + 5 fields (the rest is counted as "(other)")
+INSIGHTS_SEEN = PREFIX + "insights-seen:{db}"  #: zset conflict digest -> time, so a retry is not
+#: counted twice; members older than 1 h removed and at most 10,000 kept at each write; TTL 1 h
+
+# Conflict ages (couchfarm/ages.py), written by `couchfarm ui` when it lists a database's conflicts
+CONFLICT_SEEN = PREFIX + "conflict-seen:{db}"  #: zset doc id -> first time seen conflicted; pruned to
+#: the conflicted documents of the last complete listing; at most 100,000 members (the oldest kept)
+
+# Durable copies (couchfarm/durable.py)
 RESTORED = PREFIX + "restored"  #: string time the durable copies were last restored into Redis; one value
 
 
@@ -47,5 +60,5 @@ class Keyspace:
 
     farm: str
 
-    def __call__(self, template: str, **fields: str) -> str:
+    def __call__(self, template: str, **fields: object) -> str:
         return template.format(farm=self.farm, **fields)

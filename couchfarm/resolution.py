@@ -81,6 +81,7 @@ class Engine:
         deep_conflict_leaves: int = 3,
         on_event: Callable[..., None] | None = None,
         interrupts: tuple[type[BaseException], ...] = (),
+        on_conflict: Callable[[ConflictSet], None] | None = None,
     ) -> None:
         self.client = client
         self.router = router
@@ -90,6 +91,7 @@ class Engine:
         self.deep_conflict_leaves = deep_conflict_leaves
         self.on_event = on_event or (lambda name, **fields: None)
         self.interrupts = interrupts  #: a time limit raised inside a strategy: never a strategy error
+        self.on_conflict = on_conflict  #: told of every document that is a conflict (couchfarm/insights.py)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -198,6 +200,8 @@ class Engine:
             return result
         if conflict.doc_id.startswith("_design/") and not self.router.resolves_design_docs(conflict.db):
             return dead(result, "DesignDocument", DESIGN_REASON)
+        if self.on_conflict is not None:
+            self.on_conflict(conflict)
         if len(conflict.live) > self.deep_conflict_leaves:
             self.on_event("deep_conflict", db=conflict.db, doc_id=conflict.doc_id, leaves=len(conflict.live))
         validator = load_validator(spec.schema_path, self.schema_dir) if spec.schema_path else None

@@ -39,6 +39,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
 Deletion = Literal["update_wins", "tombstone_wins"]
+MAX_BUCKETS = 5000  #: insights_window / insights_bucket
 
 
 class StrategySpec(BaseModel):
@@ -140,6 +141,15 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=0, le=65535)
     flower_user: str | None = None
     flower_password: SecretStr | None = None
+    ui_user: str | None = None  #: ``couchfarm ui`` basic auth (required unless ``--unauthenticated``)
+    ui_password: SecretStr | None = None
+    ui_url: str | None = None  #: where people reach ``couchfarm ui``: dead letters in Flower link to it
+
+    # "Why conflicts happen" (couchfarm/insights.py): counts per database in Redis, a bounded window
+    insights_window: float = Field(7 * 86400.0, gt=0)  #: seconds of history kept
+    insights_bucket: float = Field(600.0, gt=0)  #: seconds per bucket (the charts' resolution)
+    insights_type_field: str = "type"  #: a document's type when no type rule of its database matches
+    writer_field: str | None = None  #: body field naming who wrote a leaf (``updated_by``, ``device``)
 
     _config_dir: str | None = PrivateAttr(default=None)
     _origins: Origins | None = PrivateAttr(default=None)
@@ -206,6 +216,15 @@ class Settings(BaseSettings):
         level = value.strip().upper()
         problem = f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
         return _refuse_if(None if level in LOG_LEVELS else problem, level)
+
+    @field_validator("insights_bucket")
+    @classmethod
+    def _few_buckets(cls, value: float, info: ValidationInfo) -> float:
+        """The window is read bucket by bucket: keep it to a number a page can read at once."""
+        window = info.data.get("insights_window")
+        if window is not None and window / value > MAX_BUCKETS:
+            raise ValueError(f"insights_window / insights_bucket must be at most {MAX_BUCKETS} buckets")
+        return value
 
     @field_validator("databases", mode="before")
     @classmethod

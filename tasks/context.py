@@ -17,6 +17,7 @@ from couchfarm import factory
 from couchfarm.batch import BatchLife, LedgerRecord
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.durable import Durable
+from couchfarm.insights import InsightRecorder
 from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
@@ -33,6 +34,7 @@ class WorkerContext:
     dead_letters: DeadLetters
     redis: Any
     life: BatchLife
+    insights: InsightRecorder
 
 
 def configure(settings: Settings) -> None:
@@ -64,21 +66,25 @@ def _build(settings: Settings | None) -> WorkerContext:
     redis = factory.state_redis(settings)  # the worker refuses to start without one (workers/cli_farm.py)
     store = DeadLetters(redis, farm, mirror=Durable(client, settings.state_db, farm))
     interrupts = (SoftTimeLimitExceeded,)
-    engine = factory.engine(settings, client, interrupts=interrupts)
+    insights = factory.insight_recorder(settings, factory.insight_store(settings, redis))
+    engine = factory.engine(settings, client, interrupts=interrupts, on_conflict=insights)
     policy = factory.policy(settings)
     record = LedgerRecord(Ledger(redis, farm), policy.beat_timeout)
     life = BatchLife(engine, record, store, policy, on_dead_letter=show_in_flower, interrupts=interrupts)
-    return WorkerContext(settings, engine, store, redis, life)
+    return WorkerContext(settings, engine, store, redis, life, insights)
 
 
 def show_in_flower(entry: DeadLetter) -> None:
     """One ``couchfarm.dead_letter`` task per stored dead letter, on the farm's queue: Flower shows
-    its event (with the farm in its arguments)."""
-    from tasks.deadletter import dead_letter
+    its event (with the farm in its arguments). With ``ui_url`` set, its ``ui_link`` keyword
+    argument is the entry's page in ``couchfarm ui``."""
+    from tasks.deadletter import dead_letter, ui_link
 
-    farm = str(context().settings.farm)
+    settings = _settings if _settings is not None and _settings.farm else context().settings
+    farm = str(settings.farm)
+    extra = {"ui_link": ui_link(settings.ui_url, entry.id)} if settings.ui_url else {}
     dead_letter.apply_async(
         args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id],
-        kwargs={"farm": farm},
+        kwargs={"farm": farm, **extra},
         queue=f"couchfarm.{farm}",
     )

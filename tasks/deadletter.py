@@ -4,12 +4,14 @@ Flower shows worker events, never the result backend. ``couchfarm.dead_letter`` 
 per dead-lettered document: it sends a ``task-dead_lettered`` event (Flower then shows the state
 ``DEAD_LETTERED``, with db, doc id and reason in its arguments, searchable) and ends with ``Ignore``
 so that no later ``task-succeeded`` overwrites that state. The store in Redis stays the record;
-Flower is only a view of it.
+Flower is only a view of it. With ``ui_url`` configured, the task also carries ``ui_link``, the
+entry's page in ``couchfarm ui``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from celery import shared_task
 from celery.exceptions import Ignore
@@ -17,6 +19,13 @@ from celery.exceptions import Ignore
 from couchfarm import factory
 from couchfarm.replay import replay
 from tasks.context import context
+
+UI_PATH = "/dead-letters/{id}"  #: an entry's page in ``couchfarm ui`` (workers/ui/views_dlq.py)
+
+
+def ui_link(base: str, entry_id: str) -> str:
+    """The address of a dead letter's page in ``couchfarm ui`` served at ``base`` (``ui_url``)."""
+    return base.rstrip("/") + UI_PATH.format(id=quote(entry_id, safe=""))
 
 
 @shared_task(bind=True, name="couchfarm.dead_letter", ignore_result=True)
@@ -29,6 +38,7 @@ def dead_letter(
     entry_id: str,
     correlation_id: str = "",
     farm: str = "",
+    ui_link: str = "",
 ) -> None:
     self.send_event(
         "task-dead_lettered",
@@ -39,6 +49,7 @@ def dead_letter(
         reason=reason,
         entry_id=entry_id,
         correlation_id=correlation_id,
+        **({"ui_link": ui_link} if ui_link else {}),
     )
     raise Ignore()
 
@@ -58,6 +69,8 @@ def replay_dead_letters(
     else:
         raise ValueError("give entry_id, db or all=True")
     done = replay(ctx.engine, store, entries, factory.policy(ctx.settings, dry_run=dry_run))
+    if not dry_run:
+        ctx.insights.results(r.result for r in done)
     return {
         "replayed": len(done),
         "removed": sum(r.removed for r in done),

@@ -47,8 +47,10 @@ def resolve_batch(
         raise Reject(f"batch of farm {farm} sent to farm {ctx.settings.farm}", requeue=False)
     parent = incoming_traceparent(self.request)
     job = Job(db, tuple(doc_ids), batch_id, attempt, correlation_id, runner=self.request.id or "")
+    ctx = context()
     with trace.activated(parent, "couchfarm.resolve_batch"):
         delivery = ctx.life.deliver(job)
+    ctx.insights.results(delivery.results)
     if delivery.retry:
         raise self.retry(
             args=[db, delivery.retry, correlation_id],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -28,3 +29,51 @@ def test_demo_runs_to_a_clean_end() -> None:
     assert logs
     leftovers = subprocess.run(["pgrep", "-f", logs[1]], capture_output=True, text=True).stdout.split()
     assert leftovers == [], "demo processes still running"
+
+
+def test_demo_keep_leaves_the_farm_and_the_ui_running_until_ctrl_c() -> None:
+    import signal
+    import threading
+    import time
+
+    import requests
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUCHFARM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers", "demo", "--docs", "40", "-c", "1", "--keep"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        end = time.monotonic() + 240
+        while not any("press Ctrl-C" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < end, "".join(lines)[-2000:]
+            time.sleep(0.5)
+        out = "".join(lines)
+        ui = re.search(r"couchfarm ui:\s+(http://127\.0\.0\.1:\d+/)\s+\(user demo, password (\S+);", out)
+        assert ui and "Flower:" in out and "export COUCHFARM_REDIS_URL=" in out, out
+        assert requests.get(ui[1], timeout=10).status_code == 401
+        page = requests.get(ui[1] + "dead-letters", auth=("demo", ui[2]), timeout=30)
+        assert page.status_code == 200 and "order-0003" in page.text  # the one invalid order of 40
+        time.sleep(2)
+        assert proc.poll() is None  # still running after the summary
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+    logs = re.search(r"logs:\s+(\S+)", "".join(lines))
+    assert logs
+    leftovers = subprocess.run(["pgrep", "-f", logs[1]], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "demo processes still running"
+    with contextlib.suppress(requests.ConnectionError):
+        requests.get(ui[1], timeout=2)
+        raise AssertionError("couchfarm ui still answers after Ctrl-C")

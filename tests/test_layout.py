@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {"couchfarm": {"tasks", "workers", "celery", "click"}, "tasks": {"workers"}}
+WEB = {"starlette", "jinja2", "uvicorn", "fastapi", "multipart"}  #: only workers/ui serves pages
+FORBIDDEN = {"couchfarm": {"tasks", "workers", "celery", "click", *WEB}, "tasks": {"workers", *WEB}}
 
 
 def imported_top_names(path: Path) -> set[str]:

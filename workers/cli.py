@@ -23,7 +23,16 @@ def cli() -> None:
 
 def _register() -> None:
     """Commands live in small modules; they are imported here, after ``_prepare_process``."""
-    from workers import cli_conflicts, cli_demo, cli_dlq, cli_farm, cli_replication, cli_resolve, cli_scan
+    from workers import (
+        cli_conflicts,
+        cli_demo,
+        cli_dlq,
+        cli_farm,
+        cli_replication,
+        cli_resolve,
+        cli_scan,
+        cli_ui,
+    )
 
     for command in (
         cli_scan.scan,
@@ -39,6 +48,7 @@ def _register() -> None:
         cli_conflicts.conflicts,
         cli_replication.replication,
         cli_demo.demo,
+        cli_ui.ui,
     ):
         cli.add_command(command)
 

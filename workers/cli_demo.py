@@ -17,13 +17,26 @@ from workers.local_servers import free_port
 )
 @click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes.")
 @click.option("--flower-port", type=int, default=None, help="Flower's port (default: a free one).")
-def demo(docs: int, nodes: tuple[str, ...], concurrency: int, flower_port: int | None) -> None:
+@click.option("--ui-port", type=int, default=None, help="couchfarm ui's port (default: a free one).")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the farm, Flower and couchfarm ui running after the summary, until Ctrl-C.",
+)
+def demo(
+    docs: int,
+    nodes: tuple[str, ...],
+    concurrency: int,
+    flower_port: int | None,
+    ui_port: int | None,
+    keep: bool,
+) -> None:
     """A local farm, a network partition, conflicting offline edits, and every conflict resolved live."""
     from workers.demo import Demo
 
     if nodes and len(nodes) != 2:
         raise click.UsageError("give --node twice (two CouchDB URLs), or not at all")
-    runner = Demo(docs, nodes, concurrency, flower_port or free_port())
+    runner = Demo(docs, nodes, concurrency, flower_port or free_port(), ui_port, keep)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     try:
         sys.exit(runner.run())

@@ -104,8 +104,13 @@ def dlq_replay(
         raise click.UsageError("give exactly one of ID, --db NAME or --all")
     store, settings = _store(config, couch_url)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
-    engine = factory.engine(settings, couch_client(settings))
+    counts = (
+        None if dry_run else factory.insight_recorder(settings, factory.insight_store(settings, store.redis))
+    )
+    engine = factory.engine(settings, couch_client(settings), on_conflict=counts)
     done = replay_entries(engine, store, entries, factory.policy(settings, dry_run=dry_run), sleep=time.sleep)
+    if counts is not None:
+        counts.results(r.result for r in done)
     if as_json:
         echo_json(
             [

@@ -13,8 +13,10 @@ import click
 
 from couchfarm import factory, metrics
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
+from couchfarm.ledger import Ledger
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
@@ -172,9 +174,18 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def status_report(settings: Settings, dbs: tuple[str, ...]) -> list[dict[str, Any]]:
-    farm = stores(settings)
-    state, book, dead = farm.state, farm.ledger, farm.dead_letters
+def status_report(
+    settings: Settings,
+    dbs: tuple[str, ...],
+    *,
+    state: FarmState | None = None,
+    book: Ledger | None = None,
+    dead: DeadLetters | None = None,
+) -> list[dict[str, Any]]:
+    """Per database: lease, checkpoints, lag, batches, dead letters, pause (stores built when not given)."""
+    if state is None or book is None or dead is None:
+        farm = stores(settings)
+        state, book, dead = state or farm.state, book or farm.ledger, dead or farm.dead_letters
     names = sorted(set(dbs) or set(state.databases()))
     now = time.time()
     report = []

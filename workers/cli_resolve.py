@@ -41,13 +41,19 @@ def resolve(
     """
     settings = load_settings(config, strategy, couch_url=couch_url)
     client = couch_client(settings)
-    engine = factory.engine(settings, client, strategy)
+    counts = None  # with a state Redis, a real run counts its conflicts for `couchfarm ui`'s "why" page
+    if settings.redis_url and not dry_run:
+        farmed = factory.with_farm(settings, client)
+        counts = factory.insight_recorder(farmed, factory.insight_store(farmed, factory.state_redis(farmed)))
+    engine = factory.engine(settings, client, strategy, on_conflict=counts)
     ids = list(doc_ids) or [i for page, _ in candidate_pages(client, db) for i in page]
     life = BatchLife(engine, LocalRecord(), MemoryDeadLetters(), factory.policy(settings, dry_run=dry_run))
     with progress_bar(len(ids), f"resolving {db}") as advance:
         summary = life.run(
             db, ids, batch_size=settings.batch_size, correlation_id=uuid.uuid4().hex[:16], progress=advance
         )
+    if counts is not None:
+        counts.results(summary.results)
     report(summary, db, dry_run, as_json)
     if summary.dead:
         sys.exit(1)

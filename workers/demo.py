@@ -7,7 +7,8 @@
 4. the heal: replication resumes, conflicts arrive on both nodes, the farm (following node A)
    resolves them and replication carries the resolutions to B;
 5. live progress until both nodes agree and hold no conflict but the dead-lettered ones, then a
-   summary. Everything started is stopped at the end or on Ctrl-C.
+   summary with the addresses of couchfarm ui and Flower. Everything started is stopped at the end
+   or on Ctrl-C; with ``--keep`` it all keeps running after the summary until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -72,13 +73,24 @@ class Sync(threading.Thread):
 
 
 class Demo:
-    def __init__(self, docs: int, nodes: tuple[str, ...], workers: int, flower_port: int) -> None:
+    def __init__(
+        self,
+        docs: int,
+        nodes: tuple[str, ...],
+        workers: int,
+        flower_port: int,
+        ui_port: int | None = None,
+        keep: bool = False,
+    ) -> None:
         self.docs, self.nodes, self.workers, self.flower_port = docs, nodes, workers, flower_port
+        self.ui_port, self.keep = ui_port or free_port(), keep
         self.folder = Path(tempfile.mkdtemp(prefix="couchfarm-demo-"))
         self.managed: list[Managed] = []
         self.procs: list[subprocess.Popen[bytes]] = []
         self.flower_password = secrets.token_urlsafe(9)
+        self.ui_password = secrets.token_urlsafe(9)
         self.metrics_ports = (free_port(), free_port())
+        self.env_used: dict[str, str] = {}
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -109,6 +121,9 @@ class Demo:
             "COUCHFARM_LOG_FORMAT": "json",
             "COUCHFARM_FLOWER_USER": "demo",
             "COUCHFARM_FLOWER_PASSWORD": self.flower_password,
+            "COUCHFARM_UI_USER": "demo",
+            "COUCHFARM_UI_PASSWORD": self.ui_password,
+            "COUCHFARM_UI_URL": f"http://127.0.0.1:{self.ui_port}/",
         }
 
     def spawn(self, name: str, env: dict[str, str], *args: str) -> None:
@@ -124,6 +139,8 @@ class Demo:
             )
 
     def start_farm(self, env: dict[str, str]) -> None:
+        self.env_used = env
+        self.spawn("ui", env, "ui", "--port", str(self.ui_port), "--db", DB)
         self.spawn(
             "flower",
             env,
@@ -188,7 +205,7 @@ class Demo:
             dlq = DeadLetters(_redis(redis_url), DEMO_FARM)
             settled = self.watch(a, b, dlq) - healed
             self.summary(a, b, dlq, settled, time.monotonic() - started)
-            return 0
+            return self.hold() if self.keep else 0
         finally:
             sync.stopped.set()
             self.stop()
@@ -252,16 +269,40 @@ class Demo:
             f"time:           every conflict settled {settled:.1f} s after the partition healed; "
             f"{total:.1f} s in all"
         )
+        until = "until Ctrl-C" if self.keep else "stopped with the demo"
+        say(
+            f"couchfarm ui:   http://127.0.0.1:{self.ui_port}/  "
+            f"(user demo, password {self.ui_password}; {until})"
+        )
         say(
             f"Flower:         http://127.0.0.1:{self.flower_port}  "
-            f"(user demo, password {self.flower_password}; "
-            "stopped with the demo)"
+            f"(user demo, password {self.flower_password}; {until})"
         )
         say(
             f"metrics:        http://127.0.0.1:{self.metrics_ports[0]}/metrics (dispatcher), "
             f"http://127.0.0.1:{self.metrics_ports[1]}/metrics (workers)"
         )
         say(f"logs:           {self.folder}")
+
+    def hold(self) -> int:
+        """``--keep``: leave everything running until Ctrl-C, with what a person needs to use it."""
+        env = self.env_used
+        say("")
+        say("the farm, Flower and couchfarm ui keep running (--keep). To look, fix and replay:")
+        say(f"  open http://127.0.0.1:{self.ui_port}/dead-letters  (user demo, password {self.ui_password})")
+        say("  or use the command line in another terminal with:")
+        for name in ("COUCHFARM_COUCH_URL", "COUCHFARM_REDIS_URL", "COUCHFARM_CONFIG"):
+            say(f"    export {name}={env.get(name, '')}")
+        say("    couchfarm dlq list; couchfarm conflicts show demo ID; couchfarm dlq replay --all")
+        say("press Ctrl-C to stop everything the demo started")
+        try:
+            while all(proc.poll() is None for proc in self.procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            say("\nstopping everything the demo started")
+            return 0
+        say(f"a farm process ended by itself: stopping the demo (logs in {self.folder})")
+        return 1
 
 
 def same(a: CouchClient, b: CouchClient) -> bool:

@@ -33,6 +33,8 @@ batch_size: 25
 batch_max_wait: 0.2
 feed_deadline: 2
 lease_ttl: 10
+writer_field: edited_on      # "why conflicts happen" counts which node wrote each leaf
+archive_db: {DB}-archive     # every resolution archived: `couchfarm undo` and the UI's undo work
 databases:
   - name: {DB}
     strategy: lww

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from couchfarm.couch import CouchClient
 from tests.farm.procs import Farm, wait_for
 from tests.helpers import make_conflict
+from tests.ui.browser import FLAGS
 from workers.local_servers import PouchServer, RedisServer, free_port
 
 
@@ -77,14 +78,7 @@ def main(out: str) -> None:
             subprocess.run(
                 [
                     "chromium",
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
+                    *FLAGS,
                     f"--user-data-dir={tmp / 'chrome'}",
                     "--window-size=1500,700",
                     "--virtual-time-budget=5000",

@@ -26,6 +26,7 @@ COUCH_PW = "Pw-s3cret-XYZ"
 REDIS_PW = "Rd-s3cret-XYZ"
 FLOWER_PW = "Fl-s3cret-XYZ"
 DB = "dlqe2e"
+UI_URL = "http://ops.example:5556/"
 LEAVES = [
     {"updated_at": "2026-01-01T00:00:00Z", "value": 1},
     {"updated_at": "2026-02-01T00:00:00Z", "value": 2},
@@ -113,6 +114,7 @@ def test_four_reasons_flower_metrics_replay_and_no_secrets(
         COUCHFARM_FLOWER_USER="ops",
         COUCHFARM_FLOWER_PASSWORD=FLOWER_PW,
         COUCHFARM_MAX_RETRIES="3",
+        COUCHFARM_UI_URL=UI_URL,
         HOME=str(tmp_path),
     )
     try:
@@ -148,6 +150,9 @@ def test_four_reasons_flower_metrics_replay_and_no_secrets(
         for doc_id, entry in entries.items():
             assert doc_id in shown and entry.reason[:40] in shown
         assert all(t["state"] == "DEAD_LETTERED" for t in dead_tasks.values())
+        links = " ".join(str(t.get("kwargs")) for t in dead_tasks.values())
+        for entry in entries.values():  # each task links to its entry's page in `couchfarm ui`
+            assert f"{UI_URL}dead-letters/{entry.id}" in links
         found = flower_get(flower_port, "/api/tasks?search=storm-0").json()
         assert any("storm-0" in str(t.get("args")) for t in found.values())
 
