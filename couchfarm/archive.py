@@ -60,13 +60,16 @@ class Archive:
             "leaves": [{"rev": leaf.rev, "body": leaf.body} for leaf in live],
         }
 
-    def entries(self, db: str, doc_id: str) -> list[dict[str, Any]]:
-        """Archived resolutions of one document, oldest first; ``FarmError`` when the archive
-        database does not exist (a misspelt ``archive_db``, or nothing was ever archived there)."""
+    def entries(self, db: str, doc_id: str, *, must_exist: bool = False) -> list[dict[str, Any]]:
+        """Archived resolutions of one document, oldest first (none while nothing was archived);
+        with ``must_exist``, ``FarmError`` when the archive database does not exist (a misspelt
+        ``archive_db``, or nothing was ever archived there)."""
         prefix = f"{db}:{doc_id}:"
         try:
             rows = self.client.all_docs(self.db, startkey=prefix, endkey=prefix + "\ufff0", include_docs=True)
         except NotFound:
+            if not must_exist:
+                return []
             raise FarmError(
                 f"the archive database {self.db} (archive_db) does not exist on {self.client.url}: "
                 "nothing was ever archived there; is archive_db the one the farm writes to?"
@@ -76,7 +79,7 @@ class Archive:
 
 def undo(client: Any, archive: Archive, db: str, doc_id: str, *, pick: str | None = None) -> list[str]:
     """Restore the latest archived resolution of ``doc_id``; returns the revisions written."""
-    entries = archive.entries(db, doc_id)
+    entries = archive.entries(db, doc_id, must_exist=True)
     if not entries:
         raise FarmError(f"no archived resolution of {printable(doc_id)} in {archive.db}")
     entry = entries[-1]

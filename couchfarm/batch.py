@@ -5,9 +5,10 @@ One call of :meth:`BatchLife.deliver` is one delivery of a batch:
 1. ``start`` it in its record (couchfarm/ledger.py): a late copy (done, unknown, an earlier attempt)
    or a duplicate while another delivery is alive does nothing;
 2. resolve its pending documents with the engine, under a heartbeat. After a delivery that died
-   (SIGKILL, OOM, hard time limit) the next one is *careful*: one document at a time, each counted
-   (a strike) before and cleared after, so a document whose resolution kills its process is
-   dead-lettered as poison after ``max_deliveries`` instead of looping forever;
+   (SIGKILL, OOM, hard time limit) the next one is *careful*: small chunks, each document counted
+   (a strike) before and cleared after, and the documents struck before one at a time, so a
+   document whose resolution kills its process is dead-lettered as poison after
+   ``max_deliveries`` instead of looping forever (``careful_chunks``);
 3. settle every document: RESOLVED and NOOP are final; DEAD_LETTERED is stored (before the message
    is acknowledged) and shown in Flower once; RETRY (a 409, a transient failure, an unexpected
    error) is retried with full-jitter backoff at most ``max_retries`` times, then dead-lettered;
@@ -79,8 +80,9 @@ class Record(Protocol):
 
     def start(self, job: Job) -> Start: ...
     def beat(self, job: Job) -> bool: ...
-    def strike(self, job: Job, doc_id: str) -> int: ...
-    def spare(self, job: Job, doc_id: str) -> None: ...
+    def strikes(self, job: Job, docs: list[str]) -> dict[str, int]: ...
+    def strike(self, job: Job, docs: list[str]) -> dict[str, int]: ...
+    def spare(self, job: Job, docs: list[str]) -> None: ...
     def retry_later(self, job: Job, docs: list[str], attempt: int, delay: float, careful: bool) -> bool: ...
     def complete(self, job: Job) -> bool: ...
     def remember(self, db: str, leaves: dict[str, list[str]]) -> None: ...
@@ -99,11 +101,14 @@ class LedgerRecord:
     def beat(self, job: Job) -> bool:
         return self.ledger.beat(job.db, job.batch_id, job.runner)
 
-    def strike(self, job: Job, doc_id: str) -> int:
-        return self.ledger.strike(job.db, job.batch_id, doc_id)
+    def strikes(self, job: Job, docs: list[str]) -> dict[str, int]:
+        return self.ledger.strikes(job.db, job.batch_id, docs)
 
-    def spare(self, job: Job, doc_id: str) -> None:
-        self.ledger.spare(job.db, job.batch_id, doc_id)
+    def strike(self, job: Job, docs: list[str]) -> dict[str, int]:
+        return self.ledger.strike(job.db, job.batch_id, docs)
+
+    def spare(self, job: Job, docs: list[str]) -> None:
+        self.ledger.spare(job.db, job.batch_id, docs)
 
     def retry_later(self, job: Job, docs: list[str], attempt: int, delay: float, careful: bool) -> bool:
         return self.ledger.retry_later(job.db, job.batch_id, job.runner, docs, attempt, delay, careful)
@@ -125,10 +130,13 @@ class LocalRecord:
     def beat(self, job: Job) -> bool:
         return True
 
-    def strike(self, job: Job, doc_id: str) -> int:
-        return 1
+    def strikes(self, job: Job, docs: list[str]) -> dict[str, int]:
+        return {}
 
-    def spare(self, job: Job, doc_id: str) -> None:
+    def strike(self, job: Job, docs: list[str]) -> dict[str, int]:
+        return dict.fromkeys(docs, 1)
+
+    def spare(self, job: Job, docs: list[str]) -> None:
         return None
 
     def retry_later(self, job: Job, docs: list[str], attempt: int, delay: float, careful: bool) -> bool:
@@ -187,16 +195,17 @@ class BatchLife:
         try:
             if not careful:
                 return self._engine(job, docs, revs), [], False
-            for i, doc_id in enumerate(docs):
-                strikes = record.strike(job, doc_id)
-                if strikes >= self.policy.max_deliveries:
-                    done.append(poison(job.db, doc_id, strikes))
-                    continue
+            for chunk in careful_chunks(docs, record.strikes(job, docs)):
+                counts = record.strike(job, chunk)
+                for doc_id in [d for d in chunk if counts.get(d, 0) >= self.policy.max_deliveries]:
+                    done.append(poison(job.db, doc_id, counts[doc_id]))
+                run = [d for d in chunk if counts.get(d, 0) < self.policy.max_deliveries]
                 try:
-                    done += self._engine(job, [doc_id], revs)
-                except self.interrupts:
-                    return done, docs[i:], True  # the strike stays: it counts as a delivery
-                record.spare(job, doc_id)
+                    done += self._engine(job, run, revs) if run else []
+                except self.interrupts:  # the strikes stay: it counts as a delivery
+                    settled = {r.doc_id for r in done}
+                    return done, [d for d in docs if d not in settled], True
+                record.spare(job, run)
             return done, [], False
         except self.interrupts:
             settled = {r.doc_id for r in done}
@@ -337,6 +346,21 @@ class Summary:
     @property
     def dead(self) -> list[DocResult]:
         return [r for r in self.results if r.outcome is Outcome.DEAD_LETTERED]
+
+
+CAREFUL_CHUNK = 10  #: documents resolved together after a death, unless already suspected
+
+
+def careful_chunks(docs: list[str], strikes: dict[str, int]) -> list[list[str]]:
+    """The documents of a delivery after one died: those already struck (they were being resolved
+    when a delivery died) one at a time first, the others in small chunks. A death in a chunk strikes
+    its documents, which the next delivery then runs one at a time: the poison one is found, and no
+    innocent one reaches ``max_deliveries`` for having shared a chunk with it."""
+    suspects = [d for d in docs if strikes.get(d, 0) > 0]
+    others = [d for d in docs if strikes.get(d, 0) == 0]
+    return [[d] for d in suspects] + [
+        others[i : i + CAREFUL_CHUNK] for i in range(0, len(others), CAREFUL_CHUNK)
+    ]
 
 
 def poison(db: str, doc_id: str, strikes: int) -> DocResult:

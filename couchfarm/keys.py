@@ -29,6 +29,10 @@ READS = PREFIX + "reads:{db}"  #: zset JSON since -> time, the since values alre
 OVERLAP = PREFIX + "overlap:{db}"  #: string counter of since ranges read twice (0 normally); one integer
 LAG = PREFIX + "lag:{db}"  #: string, changes behind ``done`` as last measured by the holder; TTL 1 day
 PAUSED = PREFIX + "paused"  #: set of databases whose automatic resolution is paused; one member per db
+DIRTY = (
+    PREFIX + "dirty"
+)  #: set of databases that changed since their holder last read them; one member per db
+DB_UPDATES = PREFIX + "db-updates"  #: string JSON seq of the server's _db_updates feed read so far; one value
 
 # Batches (couchfarm/ledger.py): bounded by max_queued_batches per database, each deleted once
 # ``done`` passes it

@@ -24,7 +24,8 @@ Fields of ``couchfarm:batch:{db}:{id}``: ``ordinal``, ``docs`` (JSON, the whole 
 ``status``, ``pending`` (JSON, the documents the next delivery runs), ``attempt`` (retries so far),
 ``sends`` and ``sent_at`` (publishes; empty ``sent_at``: claimed but not published), ``due_at``
 (earliest start), ``runner``, ``beat_at``, ``deliveries`` (starts), ``careful`` (the last delivery
-died: run one document at a time), ``strike:{doc}`` (deaths while that document was being resolved).
+died: run in small chunks, suspects one at a time), ``strike:{doc}`` (deaths while that document
+was being resolved).
 """
 
 from __future__ import annotations
@@ -144,11 +145,14 @@ for _, doc in ipairs(cjson.decode(redis.call('HGET', KEYS[1], 'docs'))) do
   if redis.call('HGET', KEYS[2], doc) == ARGV[2] then redis.call('HDEL', KEYS[2], doc) end
 end
 redis.call('HSET', KEYS[1], 'status', 'done', 'done_at', ARGV[3], 'pending', '[]', 'runner', '')
+redis.call('SADD', KEYS[3], ARGV[4])  -- the holder's next round moves done and claims what waited
 return 1
 """
 _STRIKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'strike:' .. ARGV[1], 1)
+local out = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then return out end
+for i = 1, #ARGV do out[i] = redis.call('HINCRBY', KEYS[1], 'strike:' .. ARGV[i], 1) end
+return out
 """
 _ADVANCE = (
     FENCE_LUA
@@ -404,15 +408,25 @@ class Ledger:
 
     def complete(self, db: str, batch_id: str, runner: str) -> bool:
         """Every document of the batch is settled: release them and mark the batch done."""
-        keys_ = [self._batch(db, batch_id), self._inflight(db)]
-        return bool(self._scripts["complete"](keys=keys_, args=[runner, batch_id, self.clock()]))
+        keys_ = [self._batch(db, batch_id), self._inflight(db), self.ks(keys.DIRTY)]
+        return bool(self._scripts["complete"](keys=keys_, args=[runner, batch_id, self.clock(), db]))
 
-    def strike(self, db: str, batch_id: str, doc_id: str) -> int:
-        """Count one more delivery that started on ``doc_id`` (cleared by ``spare`` when it returns)."""
-        return int(self._scripts["strike"](keys=[self._batch(db, batch_id)], args=[doc_id]))
+    def strike(self, db: str, batch_id: str, docs: list[str]) -> dict[str, int]:
+        """Count one more delivery that started on each of ``docs`` (cleared by ``spare`` when it
+        returns); the counts (0 when the batch is gone)."""
+        got = self._scripts["strike"](keys=[self._batch(db, batch_id)], args=docs)
+        return {doc: int(n) for doc, n in zip(docs, got, strict=False)} | {d: 0 for d in docs[len(got) :]}
 
-    def spare(self, db: str, batch_id: str, doc_id: str) -> None:
-        self.redis.hdel(self._batch(db, batch_id), f"strike:{doc_id}")
+    def strikes(self, db: str, batch_id: str, docs: list[str]) -> dict[str, int]:
+        """The strikes each of ``docs`` has now."""
+        if not docs:
+            return {}
+        got = self.redis.hmget(self._batch(db, batch_id), [f"strike:{d}" for d in docs])
+        return {doc: int(n or 0) for doc, n in zip(docs, got, strict=True)}
+
+    def spare(self, db: str, batch_id: str, docs: list[str]) -> None:
+        if docs:
+            self.redis.hdel(self._batch(db, batch_id), *[f"strike:{d}" for d in docs])
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -10,16 +10,19 @@ document (``style=all_docs``: every leaf, deleted ones too) are known, two reque
 2. one ``POST _bulk_get?revs=true`` of exactly those revisions and the ones the feed listed (the
    feed's deleted leaves; ``latest`` is not used: pouchdb-server crashes on it).
 
-A revision the feed listed may no longer be a leaf (edited since, or compacted): it is dropped when a
-fetched leaf descends from it, and a feed-only revision the server no longer has is ignored; a
-current leaf that cannot be read makes the read partial (the document is retried). A deletion made
+A revision the feed listed may no longer be a leaf (edited, tombstoned or compacted since): every live
+leaf is in ``_all_docs``' answer, so a feed-only revision is kept only when it is a deletion (and no
+fetched revision descends from it), and one the server no longer has is ignored; a current leaf that
+cannot be read makes the read partial (the document is retried). A deletion made
 after the feed row is not seen here: it is a change of its own, and its row brings the document back.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from couchfarm.errors import NotFound
 from couchfarm.http import quote_id
 from couchfarm.replies import LeafRead, entry_error
 
@@ -68,7 +71,12 @@ def _leaves(
     for doc_id in ids:
         fetched = docs[doc_id]
         below = {rev for doc in fetched.values() for rev in _ancestry(doc)[1:]}
-        leaves = [doc for rev, doc in fetched.items() if rev not in below]
+        live = set(current.get(doc_id, []))
+        # every live leaf is in _all_docs' answer; a feed revision that is not is either a deleted
+        # leaf (kept) or was a leaf once and has been edited or tombstoned since (dropped)
+        leaves = [
+            doc for rev, doc in fetched.items() if rev not in below and (rev in live or doc.get("_deleted"))
+        ]
         if doc_id in gone and not any(not d.get("_deleted") for d in leaves):
             out[doc_id] = LeafRead(leaves, [], gone=not leaves)
             continue
@@ -103,3 +111,29 @@ def read_revisions(http: Any, db: str, pairs: list[tuple[str, str]]) -> dict[tup
                 if err.get("error") == "not_found":
                     out[(str(err.get("id", result.get("id"))), str(err.get("rev")))] = None
     return out
+
+
+def update_seqs(client: Any, dbs: list[str], parallel: int) -> dict[str, Any]:
+    """Each database's ``update_seq`` (opaque; compared for equality only); a database that does not
+    exist is left out. ``POST /_dbs_info`` answers 100 at a time on CouchDB 2.2+; elsewhere one
+    ``GET /{db}`` each, at most ``parallel`` at once."""
+    if not dbs:
+        return {}
+    if client.is_couchdb:
+        out: dict[str, Any] = {}
+        for i in range(0, len(dbs), 100):
+            rows = client.http.request("POST", "_dbs_info", body={"keys": dbs[i : i + 100]}).json()
+            out.update({r["key"]: r["info"]["update_seq"] for r in rows if isinstance(r.get("info"), dict)})
+        return out
+
+    def one(db: str) -> tuple[str, Any]:
+        try:
+            return db, client.db_info(db).get("update_seq")
+        except NotFound:
+            return db, _GONE
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(dbs))), thread_name_prefix="poll") as pool:
+        return {db: seq for db, seq in pool.map(one, dbs) if seq is not _GONE}
+
+
+_GONE: Any = object()

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     max_queued_batches: int = Field(100, ge=1)
     max_deliveries: int = Field(3, ge=1)  #: deliveries of one batch before it is dead-lettered
     discovery_interval: float = Field(10.0, gt=0)
+    feed_readers: int = Field(4, ge=1, le=64)  #: feed reads at once per dispatcher, shared by its databases
+    change_poll_interval: float = Field(0.5, gt=0)  #: seconds between looks for changed databases
     task_time_limit: float = Field(300.0, gt=0)
 
     # Operations

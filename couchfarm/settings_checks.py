@@ -8,6 +8,8 @@ The rules, and why:
 
 - ``retry_backoff <= retry_backoff_max`` and ``couch_backoff <= couch_backoff_max``: the first wait
   cannot be above the cap meant to bound every wait; one of the two is a typo.
+- ``feed_readers < couch_pool_size``: the feed readers share the HTTP pool with the change signal,
+  the mirror writes and the lease checks; more readers than connections would queue on the pool.
 - ``batch_max_size >= batch_size``: batches grow from one to the other as a backlog deepens.
 - ``lease_ttl >= 2 * feed_deadline + 1``: a follower blocked in a feed read cannot see that its lease
   is gone; the read ends at its client-side deadline, ``1.5 * feed_deadline + 0.5`` s
@@ -87,6 +89,15 @@ def contradictions(settings: Settings, origins: Origins) -> list[tuple[str, str]
                 f"batch_max_size {settings.batch_max_size} ({_from(origins, 'batch_max_size')}) is smaller "
                 f"than batch_size {settings.batch_size} ({_from(origins, 'batch_size')}): a backlog would "
                 "be cut into smaller batches than a trickle",
+            )
+        )
+    if settings.feed_readers >= settings.couch_pool_size:
+        found.append(
+            (
+                "feed_readers",
+                f"feed_readers {settings.feed_readers} ({_from(origins, 'feed_readers')}) must stay below "
+                f"couch_pool_size {settings.couch_pool_size} ({_from(origins, 'couch_pool_size')}): the "
+                "readers share the dispatcher's HTTP pool with the change signal and every other request",
             )
         )
     need = 2 * settings.feed_deadline + 1

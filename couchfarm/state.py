@@ -158,6 +158,57 @@ class FarmState:
             raise LeaseLost(f"lease of {lease.db} lost before its token was raised", db=lease.db)
         return Lease(lease.db, lease.owner, token)
 
+    def acquire_many(self, dbs: list[str], owner: str, ttl: float, limit: int) -> list[Lease]:
+        """Take up to ``limit`` of the free leases among ``dbs``, in one round trip."""
+        if not dbs or limit <= 0:
+            return []
+        nonce = uuid.uuid4().hex[:8]
+        lease_keys = [self.ks(keys.LEASE, db=db) for db in dbs]
+        fence_keys = [self.ks(keys.FENCE, db=db) for db in dbs]
+        args = [f"{owner}#{nonce}", int(ttl * 1000), limit, len(dbs)]
+        got = self._scripts["acquire_many"](keys=[*lease_keys, *fence_keys], args=args)
+        leases = [
+            Lease(dbs[int(i) - 1], f"{owner}#{nonce}", int(token))
+            for i, token in zip(got[::2], got[1::2], strict=True)
+        ]
+        if leases:
+            self.redis.sadd(self.ks(keys.DATABASES), *[lease.db for lease in leases])
+        return leases
+
+    def renew_many(self, leases: list[Lease], ttl: float) -> set[str]:
+        """Renew every lease in one round trip; the databases whose lease was still held."""
+        if not leases:
+            return set()
+        keys_ = [self.ks(keys.LEASE, db=lease.db) for lease in leases]
+        ok = self._scripts["renew_many"](
+            keys=keys_, args=[int(ttl * 1000), *[lease.owner for lease in leases]]
+        )
+        return {lease.db for lease, renewed in zip(leases, ok, strict=True) if int(renewed)}
+
+    # -- the change signal ----------------------------------------------------------------------
+
+    def mark_dirty(self, dbs: list[str]) -> None:
+        """These databases changed (``_db_updates`` or a moved ``update_seq``): their holder reads."""
+        if dbs:
+            self.redis.sadd(self.ks(keys.DIRTY), *dbs)
+
+    def take_dirty(self, db: str) -> bool:
+        """Consume ``db``'s mark before reading it (a change after this marks it again)."""
+        return bool(self.redis.srem(self.ks(keys.DIRTY), db))
+
+    def dirty_among(self, dbs: list[str]) -> list[str]:
+        if not dbs:
+            return []
+        flags = self.redis.smismember(self.ks(keys.DIRTY), dbs)
+        return [db for db, flag in zip(dbs, flags, strict=True) if flag]
+
+    def db_updates_since(self) -> Any:
+        raw = self.redis.get(self.ks(keys.DB_UPDATES))
+        return json.loads(raw) if raw else None
+
+    def set_db_updates_since(self, since: Any) -> None:
+        self.redis.set(self.ks(keys.DB_UPDATES), json.dumps(since))
+
     def renew(self, lease: Lease, ttl: float) -> bool:
         return bool(self._run("renew", [self.ks(keys.LEASE, db=lease.db)], [lease.owner, int(ttl * 1000)]))
 
@@ -283,6 +334,30 @@ end
 return token
 """
 
+_ACQUIRE_MANY = """
+local n, got, out = tonumber(ARGV[4]), 0, {}
+for i = 1, n do
+  if got >= tonumber(ARGV[3]) then break end
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    got = got + 1
+    table.insert(out, i)
+    table.insert(out, redis.call('INCR', KEYS[n + i]))
+  end
+end
+return out
+"""
+_RENEW_MANY = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    out[i] = redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "renew": _RENEW,
@@ -291,4 +366,6 @@ _SCRIPTS = {
     "read": _READ,
     "reset": _RESET,
     "raise": _RAISE,
+    "acquire_many": _ACQUIRE_MANY,
+    "renew_many": _RENEW_MANY,
 }

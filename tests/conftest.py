@@ -66,11 +66,15 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """A real Redis, emptied for each test."""
+def redis_url(redis_server: RedisServer, request: pytest.FixtureRequest) -> str:
+    """A real Redis, emptied for each test, with the farm's durable copies (the state database on
+    the test CouchDB server) emptied too: a farm restores them into an empty Redis."""
     import redis
 
     redis.Redis.from_url(redis_server.url).flushall()
+    if "pouch_server" in request.fixturenames or "couch_url" in request.fixturenames:
+        with contextlib.suppress(Exception):
+            CouchClient(request.getfixturevalue("pouch_server").url).delete_db("couchfarm_state")
     return redis_server.url
 
 

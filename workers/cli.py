@@ -31,6 +31,7 @@ def _register() -> None:
         cli_replication,
         cli_resolve,
         cli_scan,
+        cli_status,
         cli_ui,
     )
 
@@ -41,7 +42,7 @@ def _register() -> None:
         cli_farm.run,
         cli_farm.dispatch,
         cli_farm.worker,
-        cli_farm.status,
+        cli_status.status,
         cli_farm.checkpoint,
         cli_dlq.dlq,
         cli_dlq.flower,

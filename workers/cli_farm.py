@@ -6,18 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import click
 
 from couchfarm import factory, metrics
 from couchfarm.couch import CouchClient
-from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
-from couchfarm.ledger import Ledger
-from couchfarm.metrics import BATCH_STATES
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
@@ -172,70 +168,6 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def status_report(
-    settings: Settings,
-    dbs: tuple[str, ...],
-    *,
-    state: FarmState | None = None,
-    book: Ledger | None = None,
-    dead: DeadLetters | None = None,
-) -> list[dict[str, Any]]:
-    """Per database: lease, checkpoints, lag, batches, dead letters, pause (stores built when not given)."""
-    if state is None or book is None or dead is None:
-        farm = stores(settings)
-        state, book, dead = state or farm.state, book or farm.ledger, dead or farm.dead_letters
-    names = sorted(set(dbs) or set(state.databases()))
-    now = time.time()
-    report = []
-    for db in names:
-        owner, ttl_ms, token = state.holder(db)
-        cp = state.checkpoint(db)
-        batches = book.batches(db)
-        report.append(
-            {
-                "farm": state.farm,
-                "db": db,
-                "lease": {"holder": owner, "token": token, "ttl_ms": ttl_ms},
-                "checkpoint": {
-                    "read": cp.read,
-                    "done": cp.done,
-                    "read_age_s": round(now - cp.read_at, 1) if cp.read_at else None,
-                    "done_age_s": round(now - cp.done_at, 1) if cp.done_at else None,
-                },
-                "lag": state.lag(db),
-                "batches": {status: sum(b.status == status for b in batches) for status in BATCH_STATES},
-                "resent": sum(max(0, b.sends - 1 - b.attempt) for b in batches),
-                "inflight_docs": len(book.inflight(db)),
-                "dead_letters": dead.count(db),
-                "overlap": state.overlap(db),
-                "paused": state.is_paused(db) or bool((rule := settings.rule_for(db)) and rule.paused),
-            }
-        )
-    return report
-
-
-@click.command()
-@config_options
-@DB_OPTION
-@click.option("--json", "as_json", is_flag=True)
-def status(config: str | None, couch_url: str | None, dbs: tuple[str, ...], as_json: bool) -> None:
-    """Per database: lease holder and token, checkpoints, lag, open batches, dead letters."""
-    report = status_report(load_settings(config, couch_url=couch_url), dbs)
-    if as_json:
-        echo_json(report)
-        return
-    if report:
-        click.echo(f"farm {report[0]['farm']}")
-    click.echo(f"{'DB':<24} {'HOLDER':<28} {'TOKEN':>5} {'LAG':>5} {'OPEN':>5} {'DLQ':>5}  DONE")
-    for r in report:
-        open_batches = sum(n for status, n in r["batches"].items() if status != "done")
-        click.echo(
-            f"{r['db']:<24} {r['lease']['holder'] or '-'!s:<28} {r['lease']['token']:>5} "
-            f"{r['lag'] if r['lag'] is not None else '-'!s:>5} {open_batches:>5} {r['dead_letters']:>5}  "
-            f"{r['checkpoint']['done']}"
-        )
 
 
 @click.group()

@@ -4,7 +4,9 @@ hand-off to the workers, the names to follow."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,7 @@ from couchfarm.settings import Settings
 from couchfarm.state import FarmState
 
 log = logging.getLogger("couchfarm.farm")
+BATCH_ID = re.compile(r"'batch_id': '([0-9a-f]+)'")  #: in a resolve_batch message's kwargsrepr header
 
 
 @dataclass
@@ -66,7 +69,7 @@ def celery_app(settings: Settings) -> Celery:
 
 class CeleryBroker:
     """The dispatcher's hand-off: one ``couchfarm.resolve_batch`` message per delivery (by wire name),
-    on the farm's queue, and the depth of that queue for the lost-message check
+    on the farm's queue, and which batches wait in that queue, for the lost-message check
     (couchfarm/dispatch/recovery.py)."""
 
     def __init__(self, app: Celery, settings: Settings) -> None:
@@ -75,6 +78,8 @@ class CeleryBroker:
         self.queue = queue_name(settings)
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._queued: set[str] | None = None
+        self._queued_at = 0.0
 
     def send(self, batch: Batch) -> None:
         with self._lock:
@@ -87,20 +92,33 @@ class CeleryBroker:
                 routing_key=self.queue,
             )
 
-    def backlog(self) -> int | None:
-        """Messages waiting in the queue (kombu's ``queue_declare`` counts every priority list on
-        Redis); None when the broker cannot tell now."""
+    def queued(self) -> set[str] | None:
+        """The ids of the batches whose message waits in the farm's queue now (every priority list
+        kombu keeps for it on Redis; the batch id is in each message's ``kwargsrepr`` header), read
+        at most once a second for all the dispatcher's databases; None when the broker cannot tell."""
         with self._lock:
+            now = time.monotonic()
+            if self._queued is not None and now - self._queued_at < 1.0:
+                return self._queued
             try:
                 if self._conn is None:
                     self._conn = self.app.connection_for_read()
-                return int(self._conn.default_channel.queue_declare(queue=self.queue).message_count)
+                channel = self._conn.default_channel
+                lists = {self.queue} | {f"{self.queue}{channel.sep}{p}" for p in channel.priority_steps if p}
+                pipe = channel.client.pipeline()
+                for name in sorted(lists):
+                    pipe.lrange(name, 0, -1)
+                raw = [
+                    m.decode() if isinstance(m, bytes) else str(m) for items in pipe.execute() for m in items
+                ]
             except Exception as exc:
-                log.debug("queue depth unknown: %s", exc)
+                log.debug("queue contents unknown: %s", exc)
                 if self._conn is not None:
                     self._conn.release()
-                self._conn = None
+                self._conn, self._queued = None, None
                 return None
+            self._queued, self._queued_at = set(BATCH_ID.findall("\n".join(raw))), now
+            return self._queued
 
 
 def follow_names(settings: Settings, dbs: Iterable[str]) -> list[str]:

@@ -19,32 +19,36 @@ def is_pattern(name: str) -> bool:
 
 
 class Discovery:
-    """Which databases match the configured names and globs, kept current."""
+    """Which databases match the configured names and globs, kept current: ``_all_dbs`` is listed
+    every ``interval``, and at once after ``invalidate`` (the change signal saw a database created
+    or deleted)."""
 
     def __init__(
         self, client: CouchClient, names: Iterable[str], interval: float, exclude: Iterable[str] = ()
     ) -> None:
         self.client = client
         self.names = list(dict.fromkeys(names))
-        self.exclude = set(exclude)  #: the farm's own databases (state, archive): never followed by a glob
         self.interval = interval
+        self.exclude = set(exclude)  #: the farm's own databases (state, archive): never followed by a glob
+        self.patterned: set[str] = set()  #: databases a glob matched in the last listing
         self._known: list[str] = []
         self._at = float("-inf")
-        self._updates_seq: object = None
-        self._has_updates: bool | None = None
+
+    def invalidate(self) -> None:
+        self._at = float("-inf")
 
     def databases(self) -> list[str]:
-        if not any(is_pattern(n) for n in self.names):
-            return list(self.names)
-        if time.monotonic() - self._at >= self.interval or self._changed():
+        explicit = [n for n in self.names if not is_pattern(n)]
+        if len(explicit) == len(self.names):
+            return explicit
+        if time.monotonic() - self._at >= self.interval:
             try:
                 all_dbs = self.client.all_dbs()
             except CouchError as exc:
                 log.warning("could not list databases: %s", exc)
                 return self._known
-            self._known = sorted(
-                {db for db in all_dbs if self._matches(db)} | {n for n in self.names if not is_pattern(n)}
-            )
+            self.patterned = {db for db in all_dbs if self._matches(db)}
+            self._known = sorted(self.patterned | set(explicit))
             self._at = time.monotonic()
         return self._known
 
@@ -52,16 +56,3 @@ class Discovery:
         if db.startswith("_") or db in self.exclude:
             return False
         return any(fnmatchcase(db, n) for n in self.names if is_pattern(n))
-
-    def _changed(self) -> bool:
-        """Whether ``_db_updates`` reports a change since the last look (never, where it is missing)."""
-        if self._has_updates is False:
-            return False
-        page = self.client.db_updates(since=self._updates_seq or "now", timeout_ms=1)
-        if page is None:
-            self._has_updates = False
-            log.debug("no _db_updates: discovering databases by polling _all_dbs")
-            return False
-        self._has_updates = True
-        self._updates_seq = page.last_seq
-        return bool(page.results)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -27,13 +28,16 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.discovery import Discovery
 from couchfarm.dispatch.follower import Broker, Follower
+from couchfarm.dispatch.scheduler import Scheduler
+from couchfarm.dispatch.signal import ChangeSignal
 from couchfarm.durable import Durable
 from couchfarm.errors import NotFound
 from couchfarm.ledger import Ledger
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState
+from couchfarm.state import FarmState, Lease
 
 log = logging.getLogger("couchfarm.dispatcher")
+MOVES_PER_ROUND = 200  #: leases taken or given up by one dispatcher in one round (no herd, no stall)
 RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
 
 
@@ -62,6 +66,11 @@ class Dispatcher:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.followers: dict[str, Follower] = {}
         self.stop = threading.Event()
+        self.scheduler = Scheduler(settings.feed_readers, self._follow)
+        self.signal = ChangeSignal(
+            client, state, settings, self.scheduler.members, self.scheduler.wake, self.discovery.invalidate
+        )
+        self._rng = random.Random()
 
     @property
     def ttl(self) -> float:
@@ -71,6 +80,8 @@ class Dispatcher:
         """Until stopped (or idle in ``until_idle`` mode); True when it ended idle."""
         started = time.monotonic()
         log.info("dispatcher %s starting", self.id, extra={"dispatcher": self.id})
+        self.scheduler.start()
+        self.signal.start()
         try:
             while not self.stop.is_set():
                 try:
@@ -112,10 +123,18 @@ class Dispatcher:
             durable.reconcile(self.state, dead_letters)
             self._reconciled_at = time.monotonic()
 
+    def _follow(self, db: str) -> float | None:
+        """One round of ``db``'s follower, run by a feed reader."""
+        follower = self.followers.get(db)
+        return follower.round() if follower is not None else None
+
     def _renew(self, dbs: list[str]) -> None:
+        """Every held lease renewed in one round trip; the lost and the deleted dropped."""
+        renewed = self.state.renew_many([f.lease for f in self.followers.values() if not f.lost], self.ttl)
+        wanted = set(dbs)
         for db, follower in list(self.followers.items()):
-            gone = db not in dbs
-            if follower.lost or gone or not self.state.renew(follower.lease, self.ttl):
+            gone = db not in wanted
+            if follower.lost or gone or db not in renewed:
                 self._drop(db, release=gone and not follower.lost)
                 if gone:
                     log.info("%s is gone: no longer followed", db, extra={"db": db, "dispatcher": self.id})
@@ -125,55 +144,71 @@ class Dispatcher:
                     log.warning("lost the lease of %s", db, extra={"db": db, "dispatcher": self.id})
 
     def _rebalance(self, dbs: list[str], share: int) -> None:
+        """Give up surplus, take free leases up to the share: at most ``MOVES_PER_ROUND`` each way per
+        round, in an order of this dispatcher's own (dispatchers that join together do not all race
+        for the same databases), all attempts in one round trip."""
         surplus = len(self.followers) - share
-        for db in sorted(self.followers)[: max(0, surplus)]:
+        for db in sorted(self.followers)[: min(max(0, surplus), MOVES_PER_ROUND)]:
             log.info(
                 "releasing %s to rebalance (share %d)", db, share, extra={"db": db, "dispatcher": self.id}
             )
             self._drop(db, release=True)
-        for db in dbs:
-            if len(self.followers) >= share:
-                break
-            if db in self.followers:
-                continue
-            lease = self.state.acquire(db, self.id, self.ttl)
-            if lease is None:
-                continue
-            try:
-                self.client.db_info(db)
-            except NotFound:
+        want = min(share - len(self.followers), MOVES_PER_ROUND)
+        free = [db for db in dbs if db not in self.followers]
+        self._rng.shuffle(free)
+        for lease in self.state.acquire_many(free[: want * 4], self.id, self.ttl, want):
+            if not self._exists(lease.db):
                 self.state.release(lease)
                 continue
-            self.on_event("lease_acquired", db=db)
-            log.info("following %s (token %d)", db, lease.token, extra={"db": db, "dispatcher": self.id})
-            self.followers[db] = Follower(
-                self.client,
-                self.state,
-                self.ledger,
-                lease,
-                self.settings,
-                self.broker,
-                until_idle=self.until_idle,
-                on_event=self.on_event,
-            ).start()
+            self._start(lease)
 
-    def _drop(self, db: str, release: bool, join: float = 0.0) -> None:
-        """Stop following ``db``. The main loop does not wait for the follower's thread: once the
-        lease is released or lost, every write the follower could still attempt is fenced off."""
+    def _exists(self, db: str) -> bool:
+        """Names given explicitly may not exist; names a glob matched came from ``_all_dbs``."""
+        if db in self.discovery.patterned:
+            return True
+        try:
+            self.client.db_info(db)
+            return True
+        except NotFound:
+            return False
+
+    def _start(self, lease: Lease) -> None:
+        db = lease.db
+        self.on_event("lease_acquired", db=db)
+        log.info("following %s (token %d)", db, lease.token, extra={"db": db, "dispatcher": self.id})
+        self.followers[db] = Follower(
+            self.client,
+            self.state,
+            self.ledger,
+            lease,
+            self.settings,
+            self.broker,
+            until_idle=self.until_idle,
+            on_event=self.on_event,
+        )
+        self.scheduler.add(db)
+
+    def _drop(self, db: str, release: bool) -> None:
+        """Stop following ``db``. A round in progress is not waited for: once the lease is released
+        or lost, every write it could still attempt is fenced off."""
         follower = self.followers.pop(db)
-        follower.stop.set()
+        self.scheduler.remove(db)
         if release and not follower.lost:
             follower.mirror(force=True)
             self.state.release(follower.lease)
-        if join and follower.thread is not None:
-            follower.thread.join(join)
 
     def _all_idle(self, dbs: list[str]) -> bool:
-        return not dbs or (set(dbs) <= set(self.followers) and all(f.idle for f in self.followers.values()))
+        return not dbs or (
+            set(dbs) <= set(self.followers)
+            and all(f.idle for f in self.followers.values())
+            and self.scheduler.idle()
+        )
 
     def shutdown(self) -> None:
-        """Clean shutdown: stop followers, mirror their checkpoints, release every lease."""
+        """Clean shutdown: stop the readers and the signal, mirror checkpoints, release every lease."""
+        self.signal.stop.set()
+        self.scheduler.stop(join=self.settings.feed_deadline + 2)
         for db in list(self.followers):
-            self._drop(db, release=True, join=self.settings.feed_deadline * 2 + 2)
+            self._drop(db, release=True)
         self.state.leave(self.id)
         log.info("dispatcher %s stopped", self.id, extra={"dispatcher": self.id})

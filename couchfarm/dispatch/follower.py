@@ -1,5 +1,9 @@
 """One database's ``_changes`` follower, run while this dispatcher holds the database's lease.
 
+It has no thread of its own: the dispatcher's feed readers run its rounds (couchfarm/dispatch/
+scheduler.py) when the change signal says the database changed (couchfarm/dispatch/signal.py),
+back to back while it has more to read, every ``PUMP_EVERY`` while it has open batches.
+
 Steps of one round (each write fenced by the lease; the ledger's states in couchfarm/ledger.py):
 1. snapshot: checkpoint, pause switch, open batches, in one Redis round trip;
 2. pump: claim waiting batches whose documents are not in flight, publish claimed batches that were
@@ -7,8 +11,8 @@ Steps of one round (each write fenced by the lease; the ledger's states in couch
    batch whose delivery went silent or whose message was lost (couchfarm/dispatch/recovery.py), move
    ``done`` over completed batches and mirror it to ``_local/couchfarm-checkpoint``;
 3. back-pressure: while more than ``max_queued_batches`` batches are open, do not read;
-4. read one page from ``read`` (longpoll with heartbeat and a client-side deadline; a normal read
-   in ``--until-idle`` mode), keep the rows with more than one leaf (``style=all_docs``);
+4. read one page from ``read`` (a normal feed read with a client-side deadline), keep the rows with
+   more than one leaf (``style=all_docs``);
 5. when the buffer is full, old, or the feed is caught up: record the batches (each claimed and
    published at once when it can be), then advance ``read`` (checkpoint only after hand-off: a
    crash costs a replay, never a loss).
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +41,8 @@ from couchfarm.state import FarmState, Lease
 
 log = logging.getLogger("couchfarm.dispatcher")
 MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
+PUMP_EVERY = 0.25  #: the shortest time between rounds while batches are open (claims, re-sends, done)
+PAUSED_EVERY = 1.0  #: seconds between rounds of a paused database (its open batches still finish)
 
 
 class Broker(Protocol):
@@ -46,8 +51,8 @@ class Broker(Protocol):
     def send(self, batch: Batch) -> None:
         """Publish one delivery of ``batch`` (its pending documents, its attempt); raise on failure."""
 
-    def backlog(self) -> int | None:
-        """Messages waiting in the farm's queue; None when it cannot be told."""
+    def queued(self) -> set[str] | None:
+        """The ids of the batches whose message waits in the farm's queue; None when it cannot be told."""
 
 
 class Follower:
@@ -69,13 +74,13 @@ class Follower:
         self.timing = Timing.from_settings(settings)
         self.until_idle = until_idle
         self.on_event = on_event or (lambda name, **kw: None)
-        self.stop = threading.Event()
         self.idle = False  #: caught up, nothing buffered, nothing open
         self.lost = False
         self.buffer: dict[str, list[str]] = {}  #: document -> its leaf revs as the feed showed them
         self.buffer_since = 0.0
         self.position: Seq = None
         self.resumed = False
+        self.must_read = True  #: the first round reads; so does every round after a full page
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
         # failed rounds and refused publishes are tried again soon enough to recover within the
@@ -84,42 +89,33 @@ class Follower:
         self._failures = 0  #: consecutive failed rounds
         self._publish_failures = 0
         self._publish_blocked_until = 0.0
-        self.thread: threading.Thread | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- one round, run by a feed reader (couchfarm/dispatch/scheduler.py) ------------------------
 
-    def start(self) -> Follower:
-        self.thread = threading.Thread(target=self.run, name=f"follow:{self.db}", daemon=True)
-        self.thread.start()
-        return self
-
-    def run(self) -> None:
+    def round(self) -> float | None:
+        """One round; when the next is due: 0 (more to read), a delay, or None (until woken)."""
+        if self.lost:
+            return None
         try:
-            while not self.stop.is_set():
-                try:
-                    if not self.resumed:
-                        self.resume()
-                    self.step()
-                    self._failures = 0
-                except LeaseLost:
-                    raise
-                except Exception as exc:  # CouchDB, Redis or a bug: never die holding a claim
-                    self._failures += 1
-                    wait = self._backoff.delay(min(self._failures, 6))
-                    what = "feed" if isinstance(exc, CouchError) else "round"
-                    log.warning(
-                        "%s of %s failed (retry in %.1fs): %s",
-                        what,
-                        self.db,
-                        wait,
-                        exc,
-                        extra={"db": self.db},
-                    )
-                    self.stop.wait(wait)
+            if not self.resumed:
+                self.resume()
+            marked = self.state.take_dirty(self.db)  # a change from now on marks it again
+            after = self.step(read=marked or self.must_read)
+            self._failures = 0
+            return after
         except LeaseLost:
             self.lost = True
             self.on_event("lease_lost", db=self.db)
             log.warning("lease of %s lost: stepping down", self.db, extra={"db": self.db})
+            return None
+        except Exception as exc:  # CouchDB, Redis or a bug: never die holding a claim
+            self._failures += 1
+            wait = self._backoff.delay(min(self._failures, 6))
+            what = "feed" if isinstance(exc, CouchError) else "round"
+            log.warning(
+                "%s of %s failed (retry in %.1fs): %s", what, self.db, wait, exc, extra={"db": self.db}
+            )
+            return wait
 
     def resume(self) -> None:
         """Continue from ``read``; with no Redis checkpoint, from the ``_local`` mirror of ``done``
@@ -161,19 +157,23 @@ class Follower:
 
     # -- one round ------------------------------------------------------------------------------
 
-    def step(self) -> None:
+    def step(self, read: bool = True) -> float | None:
+        """Pump, then read one page; when the next round is due (see ``round``). A round while
+        batches are open only pumps, unless the database changed (``read``): watching batches must
+        not cost a feed read every ``pump_every``."""
         snap = self.ledger.snapshot(self.db)
         self.pump(snap)
         rule = self.settings.rule_for(self.db)
         if snap.paused or (rule is not None and rule.paused):
             self.idle = not snap.batches
-            self.stop.wait(0.25)
-            return
+            return PAUSED_EVERY
         if len(snap.batches) > self.settings.max_queued_batches:
             self.idle = False
-            self.stop.wait(0.2)
-            return
-        page = self.read_page(busy=bool(snap.batches))
+            return self.pump_every
+        if snap.batches and not read and not self.buffer:
+            self.idle = False
+            return self.pump_every
+        page = self.read_page()
         if page.results:
             self.state.record_read(self.lease, self.position)
         if not self.buffer:
@@ -187,6 +187,8 @@ class Follower:
         size = self.settings.batch_size if caught_up else self.settings.batch_max_size
         if len(self.buffer) >= size or caught_up or old:
             created = self.flush(snap, size)
+            if not created and not snap.batches and self.buffer == {}:
+                self.ledger.advance_done(self.lease)  # nothing open: done follows read at once
         lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
         self.state.set_lag(self.db, lag)
         self.on_event(
@@ -199,8 +201,24 @@ class Follower:
             batches=snap.batches,
         )
         self.idle = caught_up and not self.buffer and not snap.batches and not created
-        if caught_up and self.until_idle:
-            self.stop.wait(0.2 if self.idle else 0.05)
+        self.must_read = not caught_up
+        if not caught_up:
+            return 0.0  # more to read: again, behind every database already due
+        if self.buffer or snap.batches or created:
+            return self.pump_every  # batches to claim, watch and move done over
+        return self.idle_recheck  # caught up: the change signal wakes it; a slow sweep in case
+
+    @property
+    def pump_every(self) -> float:
+        """Seconds between rounds while batches are open: enough for the recovery rules (which
+        count in lease_ttl); completions and new changes wake the database sooner."""
+        return max(PUMP_EVERY, min(self.settings.lease_ttl / 3, 2.0))
+
+    @property
+    def idle_recheck(self) -> float | None:
+        """A caught-up database is read again only when the change signal wakes it, and once in
+        this long in case a signal was missed (none in ``--until-idle`` mode: it would never end)."""
+        return None if self.until_idle else max(30.0, 3 * self.settings.discovery_interval)
 
     def candidates(self, rows: list[ChangeRow]) -> dict[str, list[str]]:
         """Rows with more than one leaf, except those whose leaves are exactly what a worker left
@@ -214,20 +232,17 @@ class Follower:
         """Rows per read: a full page means a backlog, and batches grow to ``batch_max_size``."""
         return max(100, self.settings.batch_size * 4, self.settings.batch_max_size)
 
-    def read_page(self, busy: bool) -> ChangesPage:
-        """The next page; while batches are open the longpoll is short, so that batches waiting on
-        an in-flight document are claimed and ``done`` moves soon after their turn comes."""
-        feed = "normal" if self.until_idle else "longpoll"
-        deadline = min(0.25, self.settings.feed_deadline) if busy else self.settings.feed_deadline
+    def read_page(self) -> ChangesPage:
+        """The next page: a normal (not longpoll) read, so a reader never waits on a quiet database;
+        the change signal says when there is something to read."""
+        deadline = self.settings.feed_deadline
         return self.client.changes(
             self.db,
-            feed=feed,
+            feed="normal",
             since=self.position,
             limit=self.page_size,
             style="all_docs",
-            heartbeat=max(100, int(deadline * 250)) if feed == "longpoll" else None,
-            timeout=int(deadline * 1000) if feed == "longpoll" else None,
-            deadline=deadline * 1.5 + 0.5,
+            deadline=deadline,
         )
 
     def flush(self, snap: Snapshot, size: int) -> int:
@@ -251,7 +266,7 @@ class Follower:
 
     def pump(self, snap: Snapshot) -> None:
         now = self.ledger.clock()
-        backlog = _Once(self.broker.backlog)
+        queued = _Once(self.broker.queued)
         for batch in snap.batches:
             if batch.status == "waiting":
                 needed = self.still_needed(batch)
@@ -259,7 +274,7 @@ class Follower:
                     self.publish(dataclasses.replace(batch, docs=needed, pending=needed, status="queued"))
             elif batch.status in ("queued", "retrying") and batch.sent_at is None:
                 self.publish(batch)  # claimed (or re-sent) but not published: a death or a refusal
-            elif (reason := overdue(batch, now, self.timing, backlog)) and self.ledger.resend(
+            elif (reason := overdue(batch, now, self.timing, queued)) and self.ledger.resend(
                 self.lease, batch
             ):
                 log.warning(
@@ -336,7 +351,7 @@ class Follower:
 
 
 class _Once:
-    """A value computed at most once, when first asked (the broker's backlog, per round)."""
+    """A value computed at most once, when first asked (what the broker's queue holds, per round)."""
 
     def __init__(self, compute: Callable[[], Any]) -> None:
         self.compute = compute

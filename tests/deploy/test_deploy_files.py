@@ -411,7 +411,7 @@ def status_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
     import fakeredis
 
     from couchfarm.state import FarmState
-    from workers import cli_farm
+    from workers import cli_status
     from workers.cli_common import echo_json
 
     written_at = time.time() - (10 if case == "moving" else 4000)
@@ -428,9 +428,9 @@ def status_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
 
     dead = DeadLetters(state.redis, "test")
     farm = Stores(Settings(farm="test"), state, Ledger(state.redis, "test"), dead, None)  # type: ignore[arg-type]
-    monkeypatch.setattr(cli_farm, "stores", lambda settings: farm)
+    monkeypatch.setattr(cli_status, "stores", lambda settings: farm)
     capsys.readouterr()
-    echo_json(cli_farm.status_report(Settings(), ()))
+    echo_json(cli_status.status_report(Settings(), ()))
     return capsys.readouterr().out
 
 

@@ -163,3 +163,31 @@ def test_recorded_compacted_ancestor_retries_then_dead_letters_without_writing()
     assert ("POST", "/rec_compact/_bulk_docs") not in session.calls  # no guess was written
     (entry,) = sink.entries.values()
     assert entry.error == "AncestorMissing"
+
+
+def test_leaves_known_from_the_feed_are_read_in_two_requests(
+    pouch_server: PouchServer, client: CouchClient, db: str
+) -> None:
+    """pouchdb-server's _bulk_get answers an id with its winner only: with the feed's revisions the
+    leaves come in two requests for the whole batch, not one per document, and a revision the feed
+    listed that has been edited or tombstoned since is not mistaken for a leaf."""
+    known = {}
+    for doc_id in ("a", "b", "c"):
+        live = make_conflict(client, db, doc_id, LEAVES, deleted=1)
+        known[doc_id] = sorted(leaf["_rev"] for leaf in client.open_revs(db, doc_id))
+        assert len(known[doc_id]) == len(live) + 1
+    with RecordingProxy(pouch_server.plain_url) as proxy:
+        url = f"http://{pouch_server.user}:{pouch_server.password}@127.0.0.1:{proxy.port}"
+        reads = CouchClient(url).read_leaf_sets(db, list(known), known)
+        assert [(m, p.split("?")[0]) for m, p, _ in proxy.seen if p != "/"] == [
+            ("POST", f"/{db}/_all_docs"),
+            ("POST", f"/{db}/_bulk_get"),
+        ]
+    for doc_id, read in reads.items():
+        assert read.problem is None and sorted(d["_rev"] for d in read.docs) == known[doc_id]
+        assert sum(bool(d.get("_deleted")) for d in read.docs) == 1
+    resolve_once(client, db, ["a"])  # a's losing leaf is tombstoned, its winner maybe rewritten
+    after = client.read_leaf_sets(db, ["a"], {"a": known["a"]})["a"]
+    live_now = [d["_rev"] for d in after.docs if not d.get("_deleted")]
+    assert after.problem is None and len(live_now) == 1  # the stale loser is not read as a live leaf
+    assert live_now == [leaf["_rev"] for leaf in live_leaves(client, db, "a")]

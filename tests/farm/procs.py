@@ -16,6 +16,7 @@ FAST = {
     "COUCHFARM_FEED_DEADLINE": "0.5",
     "COUCHFARM_BATCH_MAX_WAIT": "0.1",
     "COUCHFARM_BATCH_SIZE": "10",
+    "COUCHFARM_BATCH_MAX_SIZE": "100",  # what a death makes a worker redo is at most this
     "COUCHFARM_DISCOVERY_INTERVAL": "0.5",
     "COUCHFARM_RETRY_BACKOFF": "0.05",
     "COUCHFARM_RETRY_BACKOFF_MAX": "0.5",

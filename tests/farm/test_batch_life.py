@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from couchfarm.batch import BatchLife, Job, LedgerRecord, LocalRecord, Policy
+from couchfarm.batch import BatchLife, Job, LedgerRecord, LocalRecord, Policy, careful_chunks
 from couchfarm.breaker import RetryPolicy
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.ledger import Ledger
@@ -144,10 +144,10 @@ def test_after_a_death_one_document_at_a_time_and_poison_is_dead_lettered(
     bid = batch(ledger, lease, ["a", "poison", "c"])
     for _ in range(2):  # two deliveries died while resolving "poison" (the strike stayed)
         assert ledger.start("db", bid, "task-1", 0, 5).verdict == "run"
-        ledger.strike("db", bid, "poison")
-    ledger.strike("db", bid, "a")  # and one died on "a" earlier
+        ledger.strike("db", bid, ["poison"])
+    ledger.strike("db", bid, ["a"])  # and one died on "a" earlier
     delivery = life(engine, ledger).deliver(Job("db", ("a", "poison", "c"), bid, 0, "corr", "task-1"))
-    assert engine.calls == [["a"], ["c"]]  # careful: one at a time, poison never run again
+    assert engine.calls == [["a"], ["c"]]  # careful: suspects one at a time, poison never run again
     outcomes = {r.doc_id: (r.outcome, r.error) for r in delivery.results}
     assert outcomes["poison"] == (Outcome.DEAD_LETTERED, "PoisonDocument")
     assert outcomes["a"][0] is Outcome.RESOLVED and outcomes["c"][0] is Outcome.RESOLVED
@@ -168,11 +168,11 @@ def test_a_soft_time_limit_retries_carefully_and_never_dead_letters(ledger: Ledg
     assert record is not None and record.careful and record.status == "retrying"
     engine.script["slow"] = [time_up, Outcome.RESOLVED]
     second = worker.deliver(Job("db", tuple(first.retry), bid, 0, "corr", "task-1"))
-    assert [r.doc_id for r in second.results] == ["a"] and second.retry == ["slow", "c"]
-    assert ledger.strike("db", bid, "slow") == 2  # the interrupted document kept its strike
-    ledger.spare("db", bid, "slow")
-    third = worker.deliver(Job("db", tuple(second.retry), bid, 0, "corr", "task-1"))
-    assert {r.doc_id for r in third.results} == {"slow", "c"} and not third.retry
+    assert second.results == [] and second.retry == ["a", "slow", "c"]  # one chunk, interrupted
+    assert ledger.strikes("db", bid, ["a", "slow", "c"]) == {"a": 1, "slow": 1, "c": 1}
+    third = worker.deliver(Job("db", tuple(second.retry), bid, 0, "corr", "task-1"))  # one by one now
+    assert {r.doc_id for r in third.results} == {"a", "slow", "c"} and not third.retry
+    assert ledger.strikes("db", bid, ["a", "slow", "c"]) == {"a": 0, "slow": 0, "c": 0}
     assert DeadLetters(ledger.redis, FARM).count("db") == 0
 
 
@@ -236,3 +236,34 @@ def test_in_process_runs_retry_until_settled(ledger: Ledger) -> None:
     summary = runner.run("db", ["a", "b", "a"], batch_size=1, sleep=slept.append)
     assert [r.doc_id for r in summary.results] == ["a", "b"] and summary.counts == {"resolved": 2}
     assert len(slept) == 2 and engine.calls == [["a"], ["b"], ["b"], ["b"]]
+
+
+def test_careful_chunks_put_suspects_alone_and_the_rest_in_small_chunks() -> None:
+    docs = [f"d{i:02d}" for i in range(25)]
+    chunks = careful_chunks(docs, {"d07": 1, "d20": 2})
+    assert chunks[:2] == [["d07"], ["d20"]]
+    assert [len(c) for c in chunks[2:]] == [10, 10, 3]
+    assert sorted(d for c in chunks for d in c) == docs
+
+
+def test_a_death_in_a_chunk_finds_the_poison_without_condemning_its_neighbours(
+    ledger: Ledger, lease: Lease
+) -> None:
+    docs = [f"d{i}" for i in range(5)]
+    bid = batch(ledger, lease, docs)
+
+    def dies() -> None:
+        raise SystemExit("the process died here")  # stands for a SIGKILL: the delivery never returns
+
+    engine = Scripted({"d3": [dies]})
+    worker = life(engine, ledger)
+    for _ in range(4):  # each delivery that dies leaves the batch started; the next is careful
+        ledger.redis.hset(f"couchfarm:{FARM}:batch:db:{bid}", mapping={"status": "started", "careful": "1"})
+        try:
+            delivery = worker.deliver(Job("db", tuple(docs), bid, 0, "corr", "task-1"))
+        except SystemExit:
+            continue
+        break
+    outcomes = {r.doc_id: r.outcome for r in delivery.results}
+    assert outcomes.pop("d3") is Outcome.DEAD_LETTERED
+    assert set(outcomes.values()) == {Outcome.RESOLVED}  # every neighbour resolved, none condemned

@@ -172,10 +172,12 @@ def test_the_same_message_redelivered_after_its_process_died_takes_over(ledger: 
 
 def test_strikes_count_deaths_per_document(ledger: Ledger, lease: Lease) -> None:
     batch_id, _ = ledger.create(lease, ["x", "y"], 1, "c")
-    assert [ledger.strike("db", batch_id, "x") for _ in range(3)] == [1, 2, 3]
-    ledger.spare("db", batch_id, "x")
-    assert ledger.strike("db", batch_id, "x") == 1
-    assert ledger.strike("db", "gone", "x") == 0
+    assert [ledger.strike("db", batch_id, ["x"])["x"] for _ in range(3)] == [1, 2, 3]
+    assert ledger.strike("db", batch_id, ["x", "y"]) == {"x": 4, "y": 1}
+    assert ledger.strikes("db", batch_id, ["x", "y", "z"]) == {"x": 4, "y": 1, "z": 0}
+    ledger.spare("db", batch_id, ["x", "y"])
+    assert ledger.strike("db", batch_id, ["x"]) == {"x": 1}
+    assert ledger.strike("db", "gone", ["x"]) == {"x": 0}
 
 
 def test_done_moves_only_over_completed_batches_in_order(

@@ -15,7 +15,7 @@ from couchfarm.models import ConflictSet, Leaf, Outcome
 from couchfarm.resolution import DocResult, Engine
 from couchfarm.resolvers import Router
 from couchfarm.settings import DatabaseRule, TypeRule
-from tests.helpers import make_conflict
+from tests.helpers import FARM, make_conflict
 from workers.local_servers import free_port
 
 HOUR = 3600.0
@@ -71,9 +71,9 @@ def test_store_counts_once_per_conflict_in_time_buckets(any_redis: Any) -> None:
     assert series[-1].of("t") == {"order-": 1} and series[-1].counts["resolved"] == 2
     assert store.total("orders", "n", 2 * HOUR, now=t0 + HOUR) == 2
     assert store.total("orders", "resolved", HOUR, now=t0 + HOUR) == 2
-    key = keys.INSIGHTS.format(db="orders", bucket=int(series[-1].start))
+    key = keys.INSIGHTS.format(farm=FARM, db="orders", bucket=int(series[-1].start))
     assert 6 * HOUR < any_redis.ttl(key) <= 7 * HOUR  # the window bounds every bucket
-    assert 0 < any_redis.ttl(keys.INSIGHTS_SEEN.format(db="orders")) <= HOUR
+    assert 0 < any_redis.ttl(keys.INSIGHTS_SEEN.format(farm=FARM, db="orders")) <= HOUR
 
 
 def test_store_bounds_labels_per_bucket(any_redis: Any) -> None:
@@ -130,6 +130,9 @@ def test_conflict_ages_keep_the_first_time_and_forget_resolved(any_redis: Any) -
     ages = ConflictAges(any_redis, "test")
     assert ages.seen("db", ["a", "b"], complete=True, now=100.0) == {"a": 100.0, "b": 100.0}
     assert ages.seen("db", ["b", "c"], complete=True, now=200.0) == {"b": 100.0, "c": 200.0}
-    assert sorted(any_redis.zrange(keys.CONFLICT_SEEN.format(db="db"), 0, -1)) == ["b", "c"]  # a resolved
+    assert sorted(any_redis.zrange(keys.CONFLICT_SEEN.format(farm=FARM, db="db"), 0, -1)) == [
+        "b",
+        "c",
+    ]  # a resolved
     assert ages.seen("db", ["d"], complete=False, now=300.0) == {"d": 300.0}  # a partial listing
-    assert any_redis.zcard(keys.CONFLICT_SEEN.format(db="db")) == 3
+    assert any_redis.zcard(keys.CONFLICT_SEEN.format(farm=FARM, db="db")) == 3

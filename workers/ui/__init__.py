@@ -1,7 +1,7 @@
 """``couchfarm ui``: a small web application for people (Starlette, Jinja2 with autoescape, uvicorn).
 
 Only ``workers`` imports this package; it reads the library (``couchfarm``) and the farm's wiring
-(``workers.farm``, ``workers.cli_farm.status_report``). Modules:
+(``workers.farm``, ``workers.cli_status.status_report``). Modules:
 
 - ``app``: the application, its routes and the state every view shares;
 - ``access``: basic auth, CSRF tokens, signed flash messages, security headers, read-only mode;

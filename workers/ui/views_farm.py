@@ -13,7 +13,7 @@ from couchfarm import manual
 from couchfarm.deadletters import DeadLetter
 from couchfarm.errors import FarmError
 from couchfarm.redact import redact
-from workers.cli_farm import status_report
+from workers.cli_status import status_report
 from workers.ui.app import UI, action, route, see
 from workers.ui.conflicts import Listing, conflicted
 from workers.ui.render import page, q

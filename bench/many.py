@@ -1,0 +1,114 @@
+"""``python -m bench.many``: the same number of conflicts in 1, 100 and 1,000 databases.
+
+A database per tenant is the usual CouchDB pattern behind PouchDB sync, and most tenants are idle. For
+each N it seeds N fresh databases with TOTAL / N conflicted documents each (3 leaves, ~1 KB bodies),
+starts one dispatcher following them by a glob and W worker processes, and measures the documents
+resolved per second from the dispatcher's start to the last database caught up. It prints each
+figure next to the one-database figure (the target: the 1,000-database figure at least half of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from bench.seed import conflicted_ids, remaining, seed
+from bench.ways import BENCH_FARM, FarmRun
+from couchfarm.couch import CouchClient
+from couchfarm.ledger import Ledger
+from couchfarm.state import FarmState
+from workers.local_servers import PouchServer, RedisServer
+
+
+def settled(client: CouchClient, state: FarmState, book: Ledger, dbs: list[str]) -> bool:
+    """Every database read to its end with nothing open (Redis first; the server only then)."""
+    for db in dbs:
+        cp = state.checkpoint(db)
+        if cp.read is None or cp.done != cp.read or book.batches(db):
+            return False
+    return all(not client.changes(db, since=state.checkpoint(db).read, limit=1).results for db in dbs)
+
+
+def one_run(
+    client: CouchClient, couch_url: str, redis_url: str, n: int, total: int, workers: int
+) -> dict[str, Any]:
+    stem = f"many{n}x{os.urandom(2).hex()}"
+    dbs = [f"{stem}t{i:05d}" for i in range(n)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda db: seed(client, db, total // n, 3), dbs))
+    ids = {db: conflicted_ids(client, db) for db in dbs}
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), BENCH_FARM)
+    book = Ledger(state.redis, BENCH_FARM)
+    run = FarmRun(couch_url, redis_url, f"{stem}t*", workers)
+    try:
+        run.start_workers()
+        time.sleep(3)  # the worker pool is up (Celery starts in about a second)
+        started = time.perf_counter()
+        run.start_dispatcher()
+        end = started + 1800
+        while not settled(client, state, book, dbs) and time.perf_counter() < end:
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
+    finally:
+        run.stop()
+    docs = sum(len(v) for v in ids.values())
+    left = sum(remaining(client, db, ids[db]) for db in dbs)
+    return {
+        "databases": n,
+        "docs": docs,
+        "seconds": round(seconds, 2),
+        "docs_per_s": round(docs / seconds, 1),
+        "left": left,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.many", description=__doc__)
+    parser.add_argument(
+        "--url", help="a CouchDB server (admin credentials in the URL); default: a local pouchdb-server"
+    )
+    parser.add_argument("--total", type=int, default=2000, help="conflicted documents in all (default 2000)")
+    parser.add_argument("--dbs", default="1,100,1000", help="numbers of databases (default 1,100,1000)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    pouch = None if args.url else PouchServer().start()
+    redis_server = RedisServer().start()
+    try:
+        url = args.url or pouch.url  # type: ignore[union-attr]
+        client = CouchClient(url)
+        runs = [
+            one_run(client, url, redis_server.url, int(n), args.total, args.workers)
+            for n in args.dbs.split(",")
+        ]
+    finally:
+        redis_server.stop()
+        if pouch is not None:
+            pouch.stop()
+    base = runs[0]["docs_per_s"]
+    first = f"vs {runs[0]['databases']}"
+    print(f"{'databases':>10} {'docs':>6} {'seconds':>8} {'docs/s':>8} {first:>8} {'left':>5}")
+    for r in runs:
+        print(
+            f"{r['databases']:>10} {r['docs']:>6} {r['seconds']:>8.1f} {r['docs_per_s']:>8.1f} "
+            f"{r['docs_per_s'] / base:>8.2f} {r['left']:>5}"
+        )
+    ratio = runs[-1]["docs_per_s"] / base
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    print(
+        f"target: {runs[-1]['databases']} databases >= 0.5 x {runs[0]['databases']}: {ratio:.2f} x"
+        f" ({verdict})"
+    )
+    if args.json_out:
+        with open(args.json_out, "w") as out:
+            json.dump(runs, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The change signal: which of the followed databases changed, so only those are read.
+
+Where the server has ``_db_updates`` (CouchDB with ``_global_changes``), one longpoll feed per
+dispatcher, resumed from the farm's own checkpoint of it (``couchfarm:<farm>:db-updates``), reports
+``updated``/``created``/``deleted`` events. Elsewhere (pouchdb-server, CouchDB without
+``_global_changes``), the ``update_seq`` of every database this dispatcher holds is polled every
+``change_poll_interval`` (``POST /_dbs_info`` in bulk on CouchDB, bounded parallel ``GET /{db}``
+otherwise; at most ``POLL_RATE`` databases a second). A worker that completes a batch marks its
+database too (the holder moves ``done`` and claims what waited). Either way a change marks the
+database dirty in Redis (``couchfarm:<farm>:dirty``, so a
+new lease holder knows too) and wakes its follower; a ``created``/``deleted`` event makes discovery
+look again. Marks made by another dispatcher's signal are picked up every poll as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from couchfarm.couch import CouchClient
+from couchfarm.errors import CouchError
+from couchfarm.reads import update_seqs
+from couchfarm.settings import Settings
+from couchfarm.state import FarmState
+
+log = logging.getLogger("couchfarm.dispatcher")
+POLL_RATE = 100.0  #: databases a second a dispatcher asks for their update_seq, at most
+
+
+class ChangeSignal:
+    def __init__(
+        self,
+        client: CouchClient,
+        state: FarmState,
+        settings: Settings,
+        held: Callable[[], set[str]],
+        wake: Callable[[str], None],
+        on_created_or_deleted: Callable[[], None],
+    ) -> None:
+        self.client, self.state, self.settings = client, state, settings
+        self.held, self.wake, self.on_created_or_deleted = held, wake, on_created_or_deleted
+        self.stop = threading.Event()
+        self.has_db_updates: bool | None = None  #: None until the server answered once
+        self._seqs: dict[str, Any] = {}  #: the update_seq each held database had at the last poll
+        self._failures = 0
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> ChangeSignal:
+        self.thread = threading.Thread(target=self._run, name="change-signal", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                changed = self._db_updates() if self.has_db_updates is not False else None
+                if changed is None:
+                    changed = self._poll()
+                    self.stop.wait(self.poll_interval)
+                self._signal(changed)
+                self._failures = 0
+            except Exception as exc:  # CouchDB or Redis unreachable: the followers' own rounds go on
+                self._failures += 1
+                log.warning("change signal failed (try %d): %s", self._failures, exc)
+                self.stop.wait(min(30.0, self.settings.change_poll_interval * 2**self._failures))
+
+    def _db_updates(self) -> set[str] | None:
+        """Databases ``_db_updates`` reports changed; None where the server has no such feed."""
+        timeout = int(min(self.settings.feed_deadline, self.settings.change_poll_interval) * 1000)
+        page = self.client.db_updates(since=self.state.db_updates_since() or "now", timeout_ms=timeout)
+        if page is None:
+            if self.has_db_updates is None:
+                log.info("no _db_updates on %s: polling update_seq of the followed databases", self.client)
+            self.has_db_updates = False
+            return None
+        self.has_db_updates = True
+        if page.last_seq is not None:
+            self.state.set_db_updates_since(page.last_seq)
+        if any(row.revs and row.revs[0] in ("created", "deleted") for row in page.results):
+            self.on_created_or_deleted()
+        return {row.id for row in page.results}
+
+    @property
+    def poll_interval(self) -> float:
+        """``change_poll_interval``, stretched so that polling never asks more than ``POLL_RATE``
+        databases a second (an idle database must cost little)."""
+        return max(self.settings.change_poll_interval, len(self._seqs) / POLL_RATE)
+
+    def _poll(self) -> set[str]:
+        """Held databases whose ``update_seq`` moved since the last poll (a database polled for
+        the first time counts as changed: its follower reads it once anyway)."""
+        held = sorted(self.held())
+        try:
+            seqs = update_seqs(self.client, held, self.settings.feed_readers)
+        except CouchError as exc:
+            log.warning("could not poll update_seq: %s", exc)
+            return set()
+        changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
+        self._seqs = {db: seqs[db] for db in held if db in seqs}
+        return changed
+
+    def _signal(self, changed: set[str]) -> None:
+        held = self.held()
+        self.state.mark_dirty(sorted(changed & held) if self.has_db_updates is False else sorted(changed))
+        for db in set(self.state.dirty_among(sorted(held))) | (changed & held):
+            self.wake(db)
+
+
+_UNSEEN: Any = object()
