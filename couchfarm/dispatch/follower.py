@@ -84,6 +84,7 @@ class Follower:
         self._failures = 0  #: consecutive failed rounds
         self._publish_failures = 0
         self._publish_blocked_until = 0.0
+        self._lag: int | None = None  #: the lag of the last round that read the feed
         self.thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -167,6 +168,9 @@ class Follower:
         rule = self.settings.rule_for(self.db)
         if snap.paused or (rule is not None and rule.paused):
             self.idle = not snap.batches
+            if self._lag is None:  # paused since this follower started: the lag Redis last kept
+                self._lag = self.state.lag(self.db) or 0
+            self._gauges(snap, self._lag, paused=True)
             self.stop.wait(0.25)
             return
         if len(snap.batches) > self.settings.max_queued_batches:
@@ -189,6 +193,14 @@ class Follower:
             created = self.flush(snap, size)
         lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
         self.state.set_lag(self.db, lag)
+        self._lag = lag
+        self._gauges(snap, lag)
+        self.idle = caught_up and not self.buffer and not snap.batches and not created
+        if caught_up and self.until_idle:
+            self.stop.wait(0.2 if self.idle else 0.05)
+
+    def _gauges(self, snap: Snapshot, lag: int, paused: bool = False) -> None:
+        """The database's gauges, each round; while paused (nothing is read) with the last lag seen."""
         self.on_event(
             "gauges",
             db=self.db,
@@ -197,10 +209,8 @@ class Follower:
             overlap=snap.overlap,
             dead_letters=snap.dead_letters,
             batches=snap.batches,
+            paused=paused,
         )
-        self.idle = caught_up and not self.buffer and not snap.batches and not created
-        if caught_up and self.until_idle:
-            self.stop.wait(0.2 if self.idle else 0.05)
 
     def candidates(self, rows: list[ChangeRow]) -> dict[str, list[str]]:
         """Rows with more than one leaf, except those whose leaves are exactly what a worker left
