@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -10,6 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from couchfarm import metrics
+from tests.prometheus import promql
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -28,6 +33,7 @@ needs_prometheus = pytest.mark.skipif(
 )
 
 
+@functools.cache
 def groups() -> list[dict[str, Any]]:
     data: dict[str, Any] = yaml.safe_load(ALERTS.read_text())
     return list(data["groups"])
@@ -74,3 +80,30 @@ def variable_queries() -> list[tuple[str, str, str]]:
         assert match, f"variable {var['name']}: {query!r} is not label_values(selector, label)"
         out.append((var["name"], match[1], match[2]))
     return out
+
+
+@functools.cache
+def declared() -> dict[str, set[str]]:
+    """Every series name couchfarm/metrics.py exports, with its labels (histograms: _bucket has le)."""
+    out: dict[str, set[str]] = {}
+    for obj in vars(metrics).values():
+        if not isinstance(obj, MetricWrapperBase):
+            continue
+        name, labels = obj._name, set(obj._labelnames)
+        if obj._type == "counter":
+            out[f"{name}_total"] = labels
+        elif obj._type == "histogram":
+            out |= {f"{name}_bucket": labels | {"le"}, f"{name}_sum": labels, f"{name}_count": labels}
+        else:
+            out[name] = labels
+    return out
+
+
+def labels_of(name: str) -> set[str] | None:
+    """A raw metric's labels, or a recorded series' (what its rule groups by)."""
+    found = declared().get(name)
+    if found is not None:
+        return found
+    if name in records():
+        return promql.check(records()[name], labels_of)
+    return None

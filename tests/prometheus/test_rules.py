@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
 
-from couchfarm import metrics
 from tests.prometheus import promql
 from tests.prometheus.rules import (
     ALERTS,
@@ -22,6 +20,7 @@ from tests.prometheus.rules import (
     UNIT_TESTS,
     alerts,
     groups,
+    labels_of,
     needs_promtool,
     records,
     rules,
@@ -30,32 +29,6 @@ from tests.prometheus.rules import (
 SEVERITIES = {"critical", "warning"}
 #: alerts about the whole farm although built on per-database metrics (queued batches wait for any worker)
 FARM_WIDE = {"CouchfarmWorkersNotConsuming"}
-
-
-def declared() -> dict[str, set[str]]:
-    """Every series name couchfarm/metrics.py exports, with its labels (histograms: _bucket has le)."""
-    out: dict[str, set[str]] = {}
-    for obj in vars(metrics).values():
-        if not isinstance(obj, MetricWrapperBase):
-            continue
-        name, labels = obj._name, set(obj._labelnames)
-        if obj._type == "counter":
-            out[f"{name}_total"] = labels
-        elif obj._type == "histogram":
-            out |= {f"{name}_bucket": labels | {"le"}, f"{name}_sum": labels, f"{name}_count": labels}
-        else:
-            out[name] = labels
-    return out
-
-
-def labels_of(name: str) -> set[str] | None:
-    """A raw metric's labels, or a recorded series' (what its rule groups by)."""
-    found = declared().get(name)
-    if found is not None:
-        return found
-    if name in records():
-        return promql.check(records()[name], labels_of)
-    return None
 
 
 @needs_promtool
