@@ -85,6 +85,11 @@ BATCHES_OPEN = Gauge(
     "couchfarm_batches_open", "Open batches by state of their life", ["farm", "db", "status"], **_GAUGE_MODE
 )
 BATCH_STATES = ("waiting", "queued", "started", "retrying", "done")
+RESENT_STATES = (
+    "queued",
+    "started",
+    "retrying",
+)  #: the states a batch is re-sent from (dispatch/recovery.py)
 PAUSED = Gauge(
     "couchfarm_paused",
     "1 while the database is paused (left to people), else 0",
@@ -155,6 +160,7 @@ REPLICATION_STATES = (
 #: so that only the lease holder reports them
 _FOLLOWER_GAUGES = (LAG, OVERLAP, DEAD_LETTERS, PAUSED)
 _followed: set[str] = set()  #: databases with a FOLLOWED series in this process
+_following_since: dict[str, float] = {}  #: database -> when this process first reported its gauges
 _replications: set[tuple[str, str]] = set()  #: (node, state) series REPLICATION_JOBS has in this process
 
 
@@ -189,15 +195,19 @@ def on_event(name: str, **fields: Any) -> None:
         DELETIONS_UNDECIDED.labels(FARM[0], db).inc()
     elif name in ("lease_acquired", "lease_lost"):
         LEASES.labels(FARM[0], db, name.removeprefix("lease_")).inc()
+        if name == "lease_acquired":
+            _counters_from_zero(db)
     elif name == "gauges":
         LAG.labels(FARM[0], db).set(fields["lag"])
         OVERLAP.labels(FARM[0], db).set(fields["overlap"])
         DEAD_LETTERS.labels(FARM[0], db).set(fields.get("dead_letters", 0))
         PAUSED.labels(FARM[0], db).set(1 if fields.get("paused") else 0)
         cp = fields["checkpoint"]
+        # a checkpoint never written (a new database whose first batch is stuck) counts from when
+        # this dispatcher began following the database: a lower bound, never an absent series
+        since = _following_since.setdefault(db, time.time())
         for which, at in (("read", cp.read_at), ("done", cp.done_at)):
-            if at:
-                CHECKPOINT_AGE.labels(FARM[0], db, which).set(max(0.0, time.time() - at))
+            CHECKPOINT_AGE.labels(FARM[0], db, which).set(max(0.0, time.time() - (at or since)))
         states = [b.status for b in fields.get("batches", [])]
         for status in BATCH_STATES:
             BATCHES_OPEN.labels(FARM[0], db, status).set(states.count(status))
@@ -223,6 +233,16 @@ def started(role: str) -> None:
         DELIVERIES.labels(FARM[0])
 
 
+def _counters_from_zero(db: str) -> None:
+    """The holder's per-database counters exist from 0 when it takes the lease: a counter series
+    born at its first increment hides that increment from rate() and increase()."""
+    for counter in (CONFLICTS_DETECTED, BATCHES_SENT, PUBLISH_FAILURES):
+        counter.labels(FARM[0], db)
+    for status in RESENT_STATES:
+        BATCHES_RESENT.labels(FARM[0], db, status)
+    LEASES.labels(FARM[0], db, "lost")
+
+
 def _set_followed(dbs: list[str], held: set[str]) -> None:
     """1 for each discovered database this dispatcher follows, 0 for the others; a database no longer
     discovered loses its series, and one not followed loses the follower's gauges (the lease holder
@@ -234,6 +254,7 @@ def _set_followed(dbs: list[str], held: set[str]) -> None:
     _followed.clear()
     _followed.update(dbs)
     for db in set(dbs) - held:
+        _following_since.pop(db, None)
         for gauge in _FOLLOWER_GAUGES:
             gauge.remove(FARM[0], db)
         for which in ("read", "done"):

@@ -5,6 +5,7 @@ databases it follows, whether its Redis answers), what a paused database reports
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,35 @@ def test_followed_databases_report_1_others_0_and_lose_the_follower_gauges() -> 
     assert value("couchfarm_database_followed", db="m-b") is None
     assert value("couchfarm_database_followed", db="m-a") == 0
     assert value("couchfarm_lag", db="m-a") is None
+
+
+def test_a_new_lease_holder_starts_its_counters_at_zero() -> None:
+    metrics.on_event("lease_acquired", db="m-z")
+    assert value("couchfarm_lease_events_total", db="m-z", event="acquired") == 1
+    for name in ("couchfarm_batches_sent_total", "couchfarm_publish_failures_total"):
+        assert value(name, db="m-z") == 0, name
+    assert value("couchfarm_batches_resent_total", db="m-z", status="started") == 0
+    assert value("couchfarm_lease_events_total", db="m-z", event="lost") == 0
+
+
+def test_a_done_checkpoint_never_written_ages_from_when_it_was_first_followed() -> None:
+    gauges("m-new", 4)
+    first = value("couchfarm_checkpoint_age_seconds", db="m-new", checkpoint="done")
+    assert first is not None and first < 5
+    metrics._following_since["m-new"] -= 100
+    gauges("m-new", 4)
+    assert 100 <= (value("couchfarm_checkpoint_age_seconds", db="m-new", checkpoint="done") or 0) < 105
+    metrics.on_event(
+        "gauges",
+        db="m-new",
+        lag=0,
+        checkpoint=Checkpoint.from_hash(
+            {"done": "1", "done_at": "0", "read": "1", "read_at": str(time.time() - 7)}
+        ),
+        overlap=0,
+        batches=[],
+    )
+    assert 7 <= (value("couchfarm_checkpoint_age_seconds", db="m-new", checkpoint="read") or 0) < 12
 
 
 def test_a_paused_database_says_so() -> None:
