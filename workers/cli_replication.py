@@ -212,7 +212,8 @@ def status(topology_path: str | None, config: str | None, couch_url: str | None,
     "--metrics-port",
     type=int,
     envvar="COUCHFARM_METRICS_PORT",
-    help="Serve Prometheus metrics on this port. [env COUCHFARM_METRICS_PORT]",
+    help="Serve Prometheus metrics on this port (default: metrics_port of the settings). "
+    "[env COUCHFARM_METRICS_PORT]",
 )
 @click.option(
     "--relay-after",
@@ -245,8 +246,9 @@ def watch(
     settings = load_settings(config, couch_url=couch_url)
     clients, topo, creds = _targets(topology_path, config, couch_url, settings)
     tag_process(settings)  # the metrics' farm label: the farm setting, "-" without one
-    if metrics_port:
-        metrics.serve(metrics_port)
+    port = metrics_port if metrics_port is not None else settings.metrics_port  # the flag, else the file
+    if port:
+        metrics.serve(port)
     metrics.started("replication_watch")
     sinks = [log_sink(), _metrics_sink]
     if webhook:
