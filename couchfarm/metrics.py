@@ -247,13 +247,14 @@ def _set_followed(dbs: list[str], held: set[str]) -> None:
     """1 for each discovered database this dispatcher follows, 0 for the others; a database no longer
     discovered loses its series, and one not followed loses the follower's gauges (the lease holder
     reports them)."""
+    previous = set(_followed)
     for db in dbs:
         FOLLOWED.labels(FARM[0], db).set(1 if db in held else 0)
-    for db in _followed - set(dbs):
+    for db in previous - set(dbs):
         FOLLOWED.remove(FARM[0], db)
     _followed.clear()
     _followed.update(dbs)
-    for db in set(dbs) - held:
+    for db in (previous | set(dbs)) - held:
         _following_since.pop(db, None)
         for gauge in _FOLLOWER_GAUGES:
             gauge.remove(FARM[0], db)

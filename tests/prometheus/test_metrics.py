@@ -67,6 +67,12 @@ def test_followed_databases_report_1_others_0_and_lose_the_follower_gauges() -> 
     assert value("couchfarm_database_followed", db="m-b") is None
     assert value("couchfarm_database_followed", db="m-a") == 0
     assert value("couchfarm_lag", db="m-a") is None
+    gauges("m-c", 3)
+    metrics.on_event("followed", dbs=["m-a", "m-c"], held=["m-c"])
+    metrics.on_event("followed", dbs=["m-a"], held=[])  # m-c deleted while followed
+    assert value("couchfarm_database_followed", db="m-c") is None
+    assert value("couchfarm_lag", db="m-c") is None
+    assert value("couchfarm_checkpoint_age_seconds", db="m-c", checkpoint="done") is None
 
 
 def test_a_new_lease_holder_starts_its_counters_at_zero() -> None:
