@@ -6,6 +6,9 @@ its ``/metrics`` endpoint aggregates every child's files. The dispatcher uses th
 Every metric carries the ``farm`` label (set once per process, :data:`FARM`), so farms that share a
 Prometheus stay apart. Label values are farm and database names, strategies and outcomes: never
 document ids (unbounded) nor URLs.
+
+The alert rules and the dashboard in deploy/ are built on these names and labels
+(tests/prometheus/ checks them against a live farm): rename one and change them together.
 """
 
 from __future__ import annotations
@@ -82,6 +85,83 @@ BATCHES_OPEN = Gauge(
     "couchfarm_batches_open", "Open batches by state of their life", ["farm", "db", "status"], **_GAUGE_MODE
 )
 BATCH_STATES = ("waiting", "queued", "started", "retrying", "done")
+RESENT_STATES = (
+    "queued",
+    "started",
+    "retrying",
+)  #: the states a batch is re-sent from (dispatch/recovery.py)
+PAUSED = Gauge(
+    "couchfarm_paused",
+    "1 while the database is paused (left to people), else 0",
+    ["farm", "db"],
+    **_GAUGE_MODE,
+)
+UP = Gauge(
+    "couchfarm_up",
+    "1 while this process runs, by role (dispatcher, worker, replication_watch)",
+    ["farm", "role"],
+    **_GAUGE_MODE,
+)
+FOLLOWED = Gauge(
+    "couchfarm_database_followed",
+    "Per database this dispatcher discovered: 1 while it holds the lease and follows it, 0 otherwise",
+    ["farm", "db"],
+    **_GAUGE_MODE,
+)
+REDIS_UP = Gauge(
+    "couchfarm_redis_up",
+    "1 when the dispatcher's last probe of the state Redis succeeded, 0 when Redis could not be reached",
+    ["farm"],
+    **_GAUGE_MODE,
+)
+REDIS_MEMORY = Gauge(
+    "couchfarm_redis_memory_used_bytes",
+    "used_memory of the state Redis (INFO memory)",
+    ["farm"],
+    **_GAUGE_MODE,
+)
+REDIS_MAXMEMORY = Gauge(
+    "couchfarm_redis_memory_max_bytes",
+    "maxmemory of the state Redis (INFO memory); 0 when it has no limit",
+    ["farm"],
+    **_GAUGE_MODE,
+)
+DELIVERIES = Counter(
+    "couchfarm_deliveries",
+    "couchfarm.resolve_batch messages this worker took from its queue (copies that had nothing to do too)",
+    ["farm"],
+)
+REPLICATION_EVENTS = Counter(
+    "couchfarm_replication_events", "replication watch events", ["farm", "kind", "severity"]
+)
+REPLICATION_JOBS = Gauge(
+    "couchfarm_replication_jobs",
+    "Replications per node and state at the last poll of replication watch (unreachable: the node "
+    "could not be read)",
+    ["farm", "node", "state"],
+    **_GAUGE_MODE,
+)
+RELAY_SWITCHES = Counter(
+    "couchfarm_replication_relay_switches", "Relay fallback switches per link", ["farm", "link", "to"]
+)
+#: states every polled node reports, 0 when none of its replications is in it (an absent series and a
+#: zero are then told apart, and rules compare with 0)
+REPLICATION_STATES = (
+    "initializing",
+    "running",
+    "pending",
+    "crashing",
+    "completed",
+    "failed",
+    "error",
+    "unreachable",
+)
+#: per-database gauges of the follower: dropped from a dispatcher that no longer follows the database,
+#: so that only the lease holder reports them
+_FOLLOWER_GAUGES = (LAG, OVERLAP, DEAD_LETTERS, PAUSED)
+_followed: set[str] = set()  #: databases with a FOLLOWED series in this process
+_following_since: dict[str, float] = {}  #: database -> when this process first reported its gauges
+_replications: set[tuple[str, str]] = set()  #: (node, state) series REPLICATION_JOBS has in this process
 
 
 def http_kind(status: int | None) -> str | None:
@@ -115,14 +195,19 @@ def on_event(name: str, **fields: Any) -> None:
         DELETIONS_UNDECIDED.labels(FARM[0], db).inc()
     elif name in ("lease_acquired", "lease_lost"):
         LEASES.labels(FARM[0], db, name.removeprefix("lease_")).inc()
+        if name == "lease_acquired":
+            _counters_from_zero(db)
     elif name == "gauges":
         LAG.labels(FARM[0], db).set(fields["lag"])
         OVERLAP.labels(FARM[0], db).set(fields["overlap"])
         DEAD_LETTERS.labels(FARM[0], db).set(fields.get("dead_letters", 0))
+        PAUSED.labels(FARM[0], db).set(1 if fields.get("paused") else 0)
         cp = fields["checkpoint"]
+        # a checkpoint never written (a new database whose first batch is stuck) counts from when
+        # this dispatcher began following the database: a lower bound, never an absent series
+        since = _following_since.setdefault(db, time.time())
         for which, at in (("read", cp.read_at), ("done", cp.done_at)):
-            if at:
-                CHECKPOINT_AGE.labels(FARM[0], db, which).set(max(0.0, time.time() - at))
+            CHECKPOINT_AGE.labels(FARM[0], db, which).set(max(0.0, time.time() - (at or since)))
         states = [b.status for b in fields.get("batches", [])]
         for status in BATCH_STATES:
             BATCHES_OPEN.labels(FARM[0], db, status).set(states.count(status))
@@ -134,6 +219,73 @@ def on_event(name: str, **fields: Any) -> None:
         BATCHES_RESENT.labels(FARM[0], db, str(fields.get("status", ""))).inc()
     elif name == "publish_failed":
         PUBLISH_FAILURES.labels(FARM[0], db).inc()
+    elif name == "followed":
+        _set_followed(list(fields["dbs"]), set(fields["held"]))
+    elif name == "redis":
+        _set_redis(bool(fields["up"]), fields.get("memory"))
+
+
+def started(role: str) -> None:
+    """This process runs as ``role``; a worker's delivery counter starts at 0 (so a rate over it
+    exists before its first delivery)."""
+    UP.labels(FARM[0], role).set(1)
+    if role == "worker":
+        DELIVERIES.labels(FARM[0])
+
+
+def _counters_from_zero(db: str) -> None:
+    """The holder's per-database counters exist from 0 when it takes the lease: a counter series
+    born at its first increment hides that increment from rate() and increase()."""
+    for counter in (CONFLICTS_DETECTED, BATCHES_SENT, PUBLISH_FAILURES):
+        counter.labels(FARM[0], db)
+    for status in RESENT_STATES:
+        BATCHES_RESENT.labels(FARM[0], db, status)
+    LEASES.labels(FARM[0], db, "lost")
+
+
+def _set_followed(dbs: list[str], held: set[str]) -> None:
+    """1 for each discovered database this dispatcher follows, 0 for the others; a database no longer
+    discovered loses its series, and one not followed loses the follower's gauges (the lease holder
+    reports them)."""
+    previous = set(_followed)
+    for db in dbs:
+        FOLLOWED.labels(FARM[0], db).set(1 if db in held else 0)
+    for db in previous - set(dbs):
+        FOLLOWED.remove(FARM[0], db)
+    _followed.clear()
+    _followed.update(dbs)
+    for db in (previous | set(dbs)) - held:
+        _following_since.pop(db, None)
+        for gauge in _FOLLOWER_GAUGES:
+            gauge.remove(FARM[0], db)
+        for which in ("read", "done"):
+            CHECKPOINT_AGE.remove(FARM[0], db, which)
+        for status in BATCH_STATES:
+            BATCHES_OPEN.remove(FARM[0], db, status)
+
+
+def _set_redis(up: bool, memory: tuple[int, int] | None) -> None:
+    REDIS_UP.labels(FARM[0]).set(1 if up else 0)
+    if up and memory is not None:
+        REDIS_MEMORY.labels(FARM[0]).set(memory[0])
+        REDIS_MAXMEMORY.labels(FARM[0]).set(memory[1])
+
+
+def replication_poll(nodes: list[str], states: list[tuple[str, str]]) -> None:
+    """Replications per (node, state) after one poll of ``replication watch``; every node polled
+    reports every known state (0 when none is in it)."""
+    counts = dict.fromkeys(_replications, 0)  # a state seen before and gone now goes back to 0
+    counts.update({(node, state): 0 for node in nodes for state in REPLICATION_STATES})
+    for node, state in states:
+        counts[(node, state)] = counts.get((node, state), 0) + 1
+    for (node, state), n in counts.items():
+        REPLICATION_JOBS.labels(FARM[0], node, state).set(n)
+    _replications.update(counts)
+
+
+def replication_event(kind: str, severity: str) -> None:
+    """One event of ``replication watch`` (couchfarm/replication/watch.py)."""
+    REPLICATION_EVENTS.labels(FARM[0], kind, severity).inc()
 
 
 def serve(port: int, multiprocess: bool = False) -> None:

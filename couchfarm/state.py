@@ -314,6 +314,17 @@ class FarmState:
     def leave(self, dispatcher: str) -> None:
         self.redis.zrem(self.ks(keys.DISPATCHERS), dispatcher)
 
+    def memory(self) -> tuple[int, int] | None:
+        """``used_memory`` and ``maxmemory`` (0: no limit) of this Redis, from ``INFO memory``; None
+        when Redis refuses INFO (an ACL without it) but answers a PING. Raises when it cannot be
+        reached."""
+        try:
+            info = self.redis.info("memory")
+        except Exception:
+            self.redis.ping()
+            return None
+        return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
 
 _RESET = """
 redis.call('DEL', KEYS[1])

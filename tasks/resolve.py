@@ -15,7 +15,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
-from couchfarm import trace
+from couchfarm import metrics, trace
 from couchfarm.batch import Job
 from tasks.context import context
 
@@ -32,6 +32,8 @@ def resolve_batch(
     attempt: int = 0,
     farm: str = "",
 ) -> None:
+    # counted before anything else: the farm's "workers not consuming" alert trusts this counter
+    metrics.DELIVERIES.labels(metrics.FARM[0]).inc()
     ctx = context()
     if farm and farm != ctx.settings.farm:
         # another farm's batch: resolving it here would read and write the wrong CouchDB. Dropped

@@ -33,6 +33,7 @@ def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> D
     tag_process(settings)
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port)
+    metrics.started("dispatcher")
     return Dispatcher(
         factory.couch_client(settings),
         farm.state,
@@ -84,6 +85,7 @@ def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ..
     app = celery_app(settings)
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port, multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
+    metrics.started("worker")
     argv = [
         "worker",
         "--loglevel",

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from couchfarm import metrics
 from couchfarm.errors import FarmError
 from couchfarm.redact import redact, redact_url, redact_value
 from couchfarm.replication.apply import Result, apply_plan
@@ -34,7 +35,9 @@ from couchfarm.replication.sync_follow import describe, follow
 from couchfarm.replication.topology import Topology
 from couchfarm.replication.watch import Event, WebhookSink, log_sink
 from couchfarm.replication.watch import Watcher as StatusWatcher
+from couchfarm.settings import Settings
 from workers.cli_common import CONTEXT, config_options, echo_json, load_settings
+from workers.logs import tag_process
 
 Targets = tuple[dict[str, Any], Topology | None, Credentials | None]
 
@@ -153,9 +156,11 @@ def apply(file: str, prune: bool, as_json: bool, allow_widen: bool) -> None:
     _exit(1 if Result.FAILED in results else 3 if Result.BLOCKED in results else 0)
 
 
-def _targets(topology_path: str | None, config: str | None, couch_url: str | None) -> Targets:
+def _targets(
+    topology_path: str | None, config: str | None, couch_url: str | None, settings: Settings | None = None
+) -> Targets:
     """The nodes to look at: the topology's, else the one server of the settings / ``--url``."""
-    settings = load_settings(config, couch_url=couch_url)
+    settings = settings or load_settings(config, couch_url=couch_url)
     if topology_path:
         topo, clients, creds = _connect(topology_path)
         return clients, topo, creds
@@ -207,7 +212,8 @@ def status(topology_path: str | None, config: str | None, couch_url: str | None,
     "--metrics-port",
     type=int,
     envvar="COUCHFARM_METRICS_PORT",
-    help="Serve Prometheus metrics on this port. [env COUCHFARM_METRICS_PORT]",
+    help="Serve Prometheus metrics on this port (default: metrics_port of the settings). "
+    "[env COUCHFARM_METRICS_PORT]",
 )
 @click.option(
     "--relay-after",
@@ -237,39 +243,34 @@ def watch(
     """Poll the replications and emit an event per state transition; alert on crashing/failed jobs,
     stalled checkpoints, growing write failures and sequences that go backwards. With a topology,
     links that name relays (via:) are carried through a relay while they fail, and back after."""
-    clients, topo, creds = _targets(topology_path, config, couch_url)
-    sinks = [log_sink(), _metrics_sink(metrics_port)]
+    settings = load_settings(config, couch_url=couch_url)
+    clients, topo, creds = _targets(topology_path, config, couch_url, settings)
+    tag_process(settings)  # the metrics' farm label: the farm setting, "-" without one
+    port = metrics_port if metrics_port is not None else settings.metrics_port  # the flag, else the file
+    if port:
+        metrics.serve(port)
+    metrics.started("replication_watch")
+    sinks = [log_sink(), _metrics_sink]
     if webhook:
         sinks.append(WebhookSink(webhook, alerts_only=alerts_only))
     if as_json:
         sinks.append(lambda e: click.echo(json.dumps(e.as_json(), sort_keys=True, default=str)))
     relays = Relays(topo, clients, creds or {}, relay_after=relay_after) if topo else None
-    watcher = StatusWatcher(
-        lambda: collect_all(clients, topo, creds), sinks, stall_after=stall_after, relay=relays
-    )
+
+    def collect() -> list[ReplicationStatus]:
+        statuses = collect_all(clients, topo, creds)
+        metrics.replication_poll(list(clients), [(s.node, s.state) for s in statuses])
+        return statuses
+
+    watcher = StatusWatcher(collect, sinks, stall_after=stall_after, relay=relays)
     summary = watcher.run(iterations=1 if once else iterations, until_idle=until_idle, interval=interval)
     click.echo(f"{summary.polls} poll(s), {summary.events} event(s), {summary.alerts} alert(s)", err=True)
     _exit(2 if summary.alerts else 0)
 
 
-_EVENTS: list[Any] = []  # the process's one Prometheus counter, created on first use
-
-
-def _metrics_sink(port: int | None) -> Any:
+def _metrics_sink(event: Event) -> None:
     """The metric hook: a Prometheus counter per event kind and severity."""
-    from prometheus_client import Counter, start_http_server
-
-    if not _EVENTS:
-        _EVENTS.append(
-            Counter("couchfarm_replication_events", "Replication watch events", ["kind", "severity"])
-        )
-    if port:
-        start_http_server(port)
-
-    def sink(event: Event) -> None:
-        _EVENTS[0].labels(event.kind, event.severity.value).inc()
-
-    return sink
+    metrics.replication_event(event.kind, event.severity.value)
 
 
 @replication.command()

@@ -9,7 +9,10 @@ Each round (every ``lease_ttl / 3`` at most):
    is stopped;
 4. fair share, as the Cosmos DB change feed processor does: with N live dispatchers and D databases
    each holds at most ceil(D / N); surplus is released for a newcomer to take, and free leases
-   (never taken, released, or expired from a dead dispatcher) are taken up to the share.
+   (never taken, released, or expired from a dead dispatcher) are taken up to the share;
+5. report (``on_event``, for the metrics): which discovered databases it follows, and, at most every
+   ``REDIS_PROBE_EVERY`` s, whether the state Redis answers and its memory. A failed round reports
+   that it follows nothing: it renews no lease, so its leases run out within ``lease_ttl``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from couchfarm.state import FarmState, Lease
 log = logging.getLogger("couchfarm.dispatcher")
 MOVES_PER_ROUND = 200  #: leases taken or given up by one dispatcher in one round (no herd, no stall)
 RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
+REDIS_PROBE_EVERY = 5.0  #: seconds between two reads of the state Redis's INFO memory (metrics only)
 
 
 class Dispatcher:
@@ -71,6 +75,8 @@ class Dispatcher:
             client, state, settings, self.scheduler.members, self.scheduler.wake, self.discovery.invalidate
         )
         self._rng = random.Random()
+        self._dbs: list[str] = []  #: the databases the last round discovered
+        self._probed_at = float("-inf")
 
     @property
     def ttl(self) -> float:
@@ -88,6 +94,7 @@ class Dispatcher:
                     dbs = self.round()
                 except Exception as exc:  # a Redis or CouchDB blip must not end the dispatcher
                     log.warning("dispatcher round failed: %s", exc, extra={"dispatcher": self.id})
+                    self.on_event("followed", dbs=self._dbs, held=[])
                     self.stop.wait(1.0)
                     continue
                 if self.until_idle and self._all_idle(dbs):
@@ -100,6 +107,7 @@ class Dispatcher:
             self.shutdown()
 
     def round(self) -> list[str]:
+        self._probe_redis()
         self.state.heartbeat(self.id)
         self._keep_durable()
         dbs = self.discovery.databases()
@@ -107,7 +115,23 @@ class Dispatcher:
         peers = max(1, len(self.state.live_dispatchers(self.ttl)))
         share = math.ceil(len(dbs) / peers) if dbs else 0
         self._rebalance(dbs, share)
+        self._dbs = dbs
+        self.on_event("followed", dbs=dbs, held=sorted(self.followers))
         return dbs
+
+    def _probe_redis(self) -> None:
+        """Whether the state Redis answers, and its memory, for the metrics; never raises (the round
+        that follows fails on its own when Redis is gone)."""
+        if time.monotonic() - self._probed_at < REDIS_PROBE_EVERY:
+            return
+        self._probed_at = time.monotonic()
+        try:
+            memory = self.state.memory()
+        except Exception as exc:
+            log.debug("state Redis probe failed: %s", exc)
+            self.on_event("redis", up=False)
+            return
+        self.on_event("redis", up=True, memory=memory)
 
     def _keep_durable(self) -> None:
         """Put back what Redis lost: everything when its ``restored`` marker is gone (before any

@@ -89,6 +89,7 @@ class Follower:
         self._failures = 0  #: consecutive failed rounds
         self._publish_failures = 0
         self._publish_blocked_until = 0.0
+        self._lag: int | None = None  #: the lag of the last round that read the feed
 
     # -- one round, run by a feed reader (couchfarm/dispatch/scheduler.py) ------------------------
 
@@ -166,6 +167,9 @@ class Follower:
         rule = self.settings.rule_for(self.db)
         if snap.paused or (rule is not None and rule.paused):
             self.idle = not snap.batches
+            if self._lag is None:  # paused since this follower started: the lag Redis last kept
+                self._lag = self.state.lag(self.db) or 0
+            self._gauges(snap, self._lag, paused=True)
             return PAUSED_EVERY
         if len(snap.batches) > self.settings.max_queued_batches:
             self.idle = False
@@ -191,15 +195,8 @@ class Follower:
                 self.ledger.advance_done(self.lease)  # nothing open: done follows read at once
         lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
         self.state.set_lag(self.db, lag)
-        self.on_event(
-            "gauges",
-            db=self.db,
-            lag=lag,
-            checkpoint=snap.checkpoint,
-            overlap=snap.overlap,
-            dead_letters=snap.dead_letters,
-            batches=snap.batches,
-        )
+        self._lag = lag
+        self._gauges(snap, lag)
         self.idle = caught_up and not self.buffer and not snap.batches and not created
         self.must_read = not caught_up
         if not caught_up:
@@ -219,6 +216,19 @@ class Follower:
         """A caught-up database is read again only when the change signal wakes it, and once in
         this long in case a signal was missed (none in ``--until-idle`` mode: it would never end)."""
         return None if self.until_idle else max(30.0, 3 * self.settings.discovery_interval)
+
+    def _gauges(self, snap: Snapshot, lag: int, paused: bool = False) -> None:
+        """The database's gauges, each round; while paused (nothing is read) with the last lag seen."""
+        self.on_event(
+            "gauges",
+            db=self.db,
+            lag=lag,
+            checkpoint=snap.checkpoint,
+            overlap=snap.overlap,
+            dead_letters=snap.dead_letters,
+            batches=snap.batches,
+            paused=paused,
+        )
 
     def candidates(self, rows: list[ChangeRow]) -> dict[str, list[str]]:
         """Rows with more than one leaf, except those whose leaves are exactly what a worker left

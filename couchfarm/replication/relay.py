@@ -12,7 +12,7 @@ A link may name relays (``via: [relay-1, relay-2]``). ``watch`` hands every poll
    the legs retire: each is deleted once it is not running.
 
 Every switch is an ``Event`` of kind ``relay_switch`` (log line, metric and webhook through the
-watch's sinks) and counts in ``couchfarm_replication_relay_switches_total{link, to}``.
+watch's sinks) and counts in ``couchfarm_replication_relay_switches_total{farm, link, to}``.
 
 Why the legs are one-shot, re-run by the watch: pouchdb-server refuses to edit a running job and
 dies when one is deleted, but a one-shot leg stops by itself once it has caught up, so it can always
@@ -32,8 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
+from couchfarm import metrics
 from couchfarm.couch import CouchClient
 from couchfarm.errors import CouchError
 from couchfarm.redact import redact
@@ -53,7 +52,6 @@ DIRECT = "direct"  #: the ``to`` label of a switch back to the direct link
 BAD = ("crashing", "failed", "error")
 AUTH = re.compile(r"unauthori[sz]ed|forbidden|auth_error|\b40[13]\b", re.IGNORECASE)
 FINISHED = ("completed", "failed", "error")  #: document states of a job that no longer runs
-SWITCHES = Counter("couchfarm_replication_relay_switches", "Relay fallback switches per link", ["link", "to"])
 Probe = Callable[[str, str], str | None]  #: (node, db) -> None when it answers, else why not
 
 
@@ -224,7 +222,7 @@ class Relays:
                 log.warning("cannot retire relay leg %s on %s yet: %s", leg_id, relay, exc)
 
     def _switch(self, rep: Replication, to: str, message: str, previous: str) -> Event:
-        SWITCHES.labels(rep.doc_id, to).inc()
+        metrics.RELAY_SWITCHES.labels(metrics.FARM[0], rep.doc_id, to).inc()
         severity = Severity.INFO if to == DIRECT else Severity.WARNING
         data = {"link": rep.doc_id, "to": to, "from": previous}
         if to != DIRECT:

@@ -36,6 +36,7 @@ from tests.deploy.checks import DeployError, Manifest, Process
 SETTINGS_VARS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 FARM_SERVICES = {"dispatcher", "worker", "flower"}
 ONE_SHOT = {"couchdb-setup", "replication-init"}
+MONITORING = {"prometheus", "replication-watch"}  #: profile "monitoring" (tests/deploy/test_monitoring.py)
 
 
 @pytest.fixture(autouse=True)
@@ -287,10 +288,10 @@ def test_dockerfile_copies_only_what_the_build_context_keeps() -> None:
 
 def test_compose_services_and_images() -> None:
     services = compose()["services"]
-    assert set(services) == {"couchdb-a", "couchdb-b", "redis", *FARM_SERVICES, *ONE_SHOT}
+    assert set(services) == {"couchdb-a", "couchdb-b", "redis", *FARM_SERVICES, *ONE_SHOT, *MONITORING}
     assert services["couchdb-a"]["image"] == services["couchdb-b"]["image"] == "couchdb:3"
     assert services["redis"]["image"].startswith("redis:7")
-    for name in (*FARM_SERVICES, *ONE_SHOT):
+    for name in (*FARM_SERVICES, *ONE_SHOT, "replication-watch"):
         assert checks.is_ours(services[name]), f"{name} must run the image of deploy/Dockerfile"
         argv = checks.service_argv(services[name], image_entrypoint())
         assert argv[1:] and "--help" not in argv, f"{name} must say which process it runs"

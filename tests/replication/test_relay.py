@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from couchfarm import metrics
 from couchfarm.breaker import RetryPolicy
 from couchfarm.couch import CouchClient
 from couchfarm.replication.api import get_doc, replicator_docs
@@ -77,7 +78,10 @@ def switches(events: list[Event], to: str) -> list[Event]:
 
 def count(to: str) -> float:
     return (
-        REGISTRY.get_sample_value("couchfarm_replication_relay_switches_total", {"link": LINK, "to": to}) or 0
+        REGISTRY.get_sample_value(
+            "couchfarm_replication_relay_switches_total", {"farm": metrics.FARM[0], "link": LINK, "to": to}
+        )
+        or 0
     )
 
 
