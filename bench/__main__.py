@@ -159,9 +159,9 @@ def main() -> None:
             results["server_rss_mb"] = round(peak_rss_mb(pouch.proc.pid), 1)  # type: ignore[union-attr]
         results["redis_rss_mb"] = round(peak_rss_mb(redis_server.proc.pid), 1)  # type: ignore[union-attr]
     finally:
-        redis_server.stop()
+        redis_server.close()
         if pouch is not None:
-            pouch.stop()
+            pouch.close()
     results["targets"] = targets_json(results)
     report(results)
     if args.json:

@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> None:
             for n in args.dbs.split(",")
         ]
     finally:
-        redis_server.stop()
+        redis_server.close()
         if pouch is not None:
-            pouch.stop()
+            pouch.close()
     base = runs[0]["docs_per_s"]
     first = f"vs {runs[0]['databases']}"
     print(f"{'databases':>10} {'docs':>6} {'seconds':>8} {'docs/s':>8} {first:>8} {'left':>5}")

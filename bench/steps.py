@@ -72,7 +72,7 @@ def main() -> None:
         pages(client, server, db, min(args.pages, args.docs // PAGE))
     finally:
         if pouch is not None:
-            pouch.stop()
+            pouch.close()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def pouch_server() -> Iterator[PouchServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,7 +62,7 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 import click
 
 from couchfarm.console import printable
-from couchfarm.errors import ConfigError, FarmError, Unavailable
+from couchfarm.errors import ConfigError, FarmError, Unauthorized, Unavailable
 from workers.exit_codes import ABORTED, CONFIG, FAILED, UNREACHABLE
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -58,7 +60,15 @@ def _prepare_process(argv: list[str]) -> None:
     """A worker's prefork children share metrics through files: the directory must be known before
     prometheus_client is first imported, so it is set here, before any command module loads."""
     if argv[:1] == ["worker"] and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="couchfarm-metrics-")
+        folder = tempfile.mkdtemp(prefix="couchfarm-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(_remove_folder, folder, os.getpid())
+
+
+def _remove_folder(folder: str, owner: int) -> None:
+    """At exit of the process that made it (the pool processes inherit the hook, not the folder)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(CONFIG, f"configuration error: {exc}")
     except Unavailable as exc:  # CouchDB down or unreachable, after the client's retries
         _fail(UNREACHABLE, f"{type(exc).__name__}: {exc}")
+    except Unauthorized as exc:  # wrong credentials: never retried (CouchDB locks the account out)
+        _fail(CONFIG, f"CouchDB refused the credentials (couch_url, couch_user, couch_password): {exc}")
     except FarmError as exc:
         _fail(FAILED, f"{type(exc).__name__}: {exc}")
     except Exception as exc:

@@ -90,11 +90,15 @@ def server_failure(exc: BaseException) -> tuple[int, str] | None:
 
     ``UNREACHABLE`` when Redis could not be reached (refused, timed out), ``CONFIG`` when it refused
     the credentials."""
+    settings = _LOADED[0] if _LOADED else None
+    if type(exc).__module__.startswith("kombu"):  # the Celery broker: publishing or connecting failed
+        broker = settings.broker_url or settings.redis_url if settings else None
+        where = f"the broker at {strip_userinfo(broker)[0]}" if broker else "the broker"
+        return UNREACHABLE, f"cannot reach {where} (broker_url): {redact(str(exc)).rstrip('.')}"
     if not type(exc).__module__.startswith("redis"):
         return None
     from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
-    settings = _LOADED[0] if _LOADED else None
     url = settings.redis_url if settings and settings.redis_url else None
     server = f"Redis at {strip_userinfo(url)[0]}" if url else "Redis"
     where = f" (redis_url, from {settings.source_of('redis_url')})" if settings and url else ""

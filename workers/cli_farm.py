@@ -11,13 +11,17 @@ from typing import Any
 import click
 
 from couchfarm import factory, metrics
+from couchfarm.console import printable
 from couchfarm.couch import CouchClient
+from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.follower import MIRROR
+from couchfarm.errors import Forbidden, Unauthorized, Unavailable
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from workers.cli_common import config_options, echo_json, load_settings
+from workers.cli_common import config_options, echo_json, load_settings, server_failure
+from workers.exit_codes import ABORTED, CONFIG, FAILED, OK, UNREACHABLE
 from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, queue_name, stores
 from workers.logs import tag_process
 
@@ -47,13 +51,40 @@ def _dispatcher(settings: Settings, dbs: tuple[str, ...], until_idle: bool) -> D
     )
 
 
-def _run_dispatcher(dispatcher: Dispatcher, max_seconds: float | None) -> bool:
+def _run_dispatcher(dispatcher: Dispatcher, max_seconds: float | None) -> int:
+    """Run it; the exit status (README "Exit codes"): an until-idle run ends with a summary."""
     signal.signal(signal.SIGTERM, lambda *a: dispatcher.stop.set())
     try:
-        return dispatcher.run(max_seconds=max_seconds)
+        ok = dispatcher.run(max_seconds=max_seconds)
     except KeyboardInterrupt:
         dispatcher.stop.set()
-        return False
+        return ABORTED
+    return _until_idle_end(dispatcher, ok) if dispatcher.until_idle else OK
+
+
+def _until_idle_end(dispatcher: Dispatcher, ok: bool) -> int:
+    """What an until-idle run did, in a few lines on stderr, and its exit status: 0 when every
+    database is caught up and no dead letter is left, 1 when a database could not be followed or
+    dead letters remain (as ``couchfarm resolve``), 4 when a server stayed unreachable, 2 when the
+    credentials were refused."""
+    dbs = dispatcher.databases
+    dead = sum(DeadLetters(dispatcher.state.redis, dispatcher.state.farm).count(db) for db in dbs)
+    for db, problem in sorted(dispatcher.problems.items()):
+        click.echo(printable(f"{db}: {problem}"), err=True)
+    if dispatcher.ended:
+        click.echo(printable(f"until-idle run ended early: {dispatcher.ended}"), err=True)
+    done = len(set(dbs) - set(dispatcher.problems))
+    click.echo(
+        f"until-idle run over: {done} database(s) caught up, {len(dispatcher.problems)} not followed, "
+        f"{dead} dead letter(s) left" + (" (couchfarm dlq list)" if dead else ""),
+        err=True,
+    )
+    error = dispatcher.ended_by
+    if (error is not None and isinstance(error, Unavailable)) or server_failure(error or Exception()):
+        return UNREACHABLE if not isinstance(error, Unauthorized | Forbidden) else CONFIG
+    if isinstance(error, Unauthorized | Forbidden):
+        return CONFIG
+    return OK if ok and not dispatcher.ended and not dead else FAILED
 
 
 @click.command()
@@ -70,9 +101,7 @@ def dispatch(
 ) -> None:
     """Run the _changes dispatcher only (workers run as `couchfarm worker`)."""
     settings = load_settings(config, couch_url=couch_url)
-    ok = _run_dispatcher(_dispatcher(settings, dbs, until_idle), max_seconds)
-    if until_idle and not ok:
-        sys.exit(1)
+    sys.exit(_run_dispatcher(_dispatcher(settings, dbs, until_idle), max_seconds))
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -153,13 +182,12 @@ def run(
         f"farm running: worker pid {worker_proc.pid}, CouchDB {redact_url(settings.couch_url)}", err=True
     )
     try:
-        ok = _run_dispatcher(_dispatcher(settings, dbs, until_idle), max_seconds)
+        status = _run_dispatcher(_dispatcher(settings, dbs, until_idle), max_seconds)
     finally:
         _stop(worker_proc)
         if redis_server is not None:
-            redis_server.stop()
-    if until_idle and not ok:
-        sys.exit(1)
+            redis_server.close()
+    sys.exit(status)
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:

@@ -175,7 +175,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 proc.kill()
         for server in reversed(self.managed):
-            server.stop()
+            server.close()
         self.procs, self.managed = [], []
 
     # -- the story ------------------------------------------------------------------------------

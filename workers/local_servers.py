@@ -87,6 +87,13 @@ class Managed:
                 self.proc.wait(timeout=5)
         self.proc = None
 
+    def close(self) -> None:
+        """Stop it for good: its temporary folder (data, logs) goes too."""
+        self.stop()
+        folder = getattr(self, "dir", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         if self.proc is not None and self.proc.poll() is None:
@@ -97,7 +104,7 @@ class Managed:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 class PouchServer(Managed):

@@ -34,6 +34,10 @@ class Discovery:
         self._known: list[str] = []
         self._at = float("-inf")
 
+    @property
+    def globs(self) -> list[str]:
+        return [n for n in self.names if is_pattern(n)]
+
     def invalidate(self) -> None:
         self._at = float("-inf")
 

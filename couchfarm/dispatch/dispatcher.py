@@ -30,16 +30,25 @@ from collections.abc import Callable, Iterable
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.discovery import Discovery
-from couchfarm.dispatch.follower import Broker, Follower
+from couchfarm.dispatch.follower import DELETED, Broker, Follower
 from couchfarm.dispatch.scheduler import Scheduler
 from couchfarm.dispatch.signal import ChangeSignal
 from couchfarm.durable import Durable
-from couchfarm.errors import NotFound
+from couchfarm.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from couchfarm.ledger import Ledger
+from couchfarm.names import db_name_problem
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState, Lease
 
 log = logging.getLogger("couchfarm.dispatcher")
+
+
+def fatal(exc: Exception) -> bool:
+    """Errors no retry can mend: refused credentials (retrying them risks CouchDB's lockout)."""
+    return isinstance(exc, Unauthorized | Forbidden)
+
+
+PROBLEM_PAUSE = 60.0  #: seconds a database that could not be followed is left alone before a new try
 MOVES_PER_ROUND = 200  #: leases taken or given up by one dispatcher in one round (no herd, no stall)
 RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
 REDIS_PROBE_EVERY = 5.0  #: seconds between two reads of the state Redis's INFO memory (metrics only)
@@ -76,14 +85,28 @@ class Dispatcher:
         )
         self._rng = random.Random()
         self._dbs: list[str] = []  #: the databases the last round discovered
+        self.problems: dict[str, str] = {}  #: databases that cannot be followed, and why
+        self.ended = ""  #: why an until-idle run ended early
+        self.ended_by: Exception | None = None  #: the error that ended it, if one did
+        self._failures = 0  #: rounds failed in a row
+        self._told_empty = False
+        self._problem_at: dict[str, float] = {}
         self._probed_at = float("-inf")
+
+    @property
+    def databases(self) -> list[str]:
+        """The databases the last round found to follow."""
+        return list(self._dbs)
 
     @property
     def ttl(self) -> float:
         return self.settings.lease_ttl
 
     def run(self, max_seconds: float | None = None) -> bool:
-        """Until stopped (or idle in ``until_idle`` mode); True when it ended idle."""
+        """Until stopped (or, in ``until_idle`` mode, until every database it can follow is caught
+        up and resolved); True when it ended idle with no database given up on (``problems``).
+        In ``until_idle`` mode a run also ends, with ``ended`` saying why, when its glob matches
+        nothing or its rounds keep failing (CouchDB or Redis unreachable, credentials refused)."""
         started = time.monotonic()
         log.info("dispatcher %s starting", self.id, extra={"dispatcher": self.id})
         self.scheduler.start()
@@ -92,14 +115,24 @@ class Dispatcher:
             while not self.stop.is_set():
                 try:
                     dbs = self.round()
+                    self._failures = 0
                 except Exception as exc:  # a Redis or CouchDB blip must not end the dispatcher
+                    self._failures += 1
                     log.warning("dispatcher round failed: %s", exc, extra={"dispatcher": self.id})
                     self.on_event("followed", dbs=self._dbs, held=[])
+                    if self.until_idle and (self._failures > self.settings.couch_retries or fatal(exc)):
+                        self.ended = f"its rounds keep failing: {type(exc).__name__}: {exc}"
+                        self.ended_by = exc
+                        return False
                     self.stop.wait(1.0)
                     continue
+                if self.until_idle and self.ended:
+                    return False
                 if self.until_idle and self._all_idle(dbs):
-                    return True
+                    return not self.problems
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    busy = sorted(db for db in dbs if db not in self.problems and not self._idle(db))
+                    self.ended = f"not idle after {max_seconds:g}s: {', '.join(busy[:10]) or 'none'}"
                     return False
                 self.stop.wait(min(self.ttl / 3, 1.0 if self.until_idle else self.ttl / 3))
             return False
@@ -110,7 +143,14 @@ class Dispatcher:
         self._probe_redis()
         self.state.heartbeat(self.id)
         self._keep_durable()
-        dbs = self.discovery.databases()
+        dbs = [db for db in self.discovery.databases() if not self._set_aside(db)]
+        if not dbs and self.discovery.globs and not self._told_empty:
+            message = f"no database matches {', '.join(self.discovery.globs)}"
+            if self.until_idle:
+                self.ended = message
+            else:
+                log.warning("%s: waiting for one to be created", message, extra={"dispatcher": self.id})
+            self._told_empty = True
         self._renew(dbs)
         peers = max(1, len(self.state.live_dispatchers(self.ttl)))
         share = math.ceil(len(dbs) / peers) if dbs else 0
@@ -157,6 +197,14 @@ class Dispatcher:
         renewed = self.state.renew_many([f.lease for f in self.followers.values() if not f.lost], self.ttl)
         wanted = set(dbs)
         for db, follower in list(self.followers.items()):
+            if follower.problem is not None:  # deleted under it, or access refused: said once, dropped
+                self.problems[db] = follower.problem
+                self._problem_at[db] = time.monotonic()
+                log.warning("no longer following %s: %s", db, follower.problem, extra={"db": db})
+                self._drop(db, release=not follower.lost)
+                if follower.problem == DELETED:
+                    self.state.forget(db)
+                continue
             gone = db not in wanted
             if follower.lost or gone or db not in renewed:
                 self._drop(db, release=gone and not follower.lost)
@@ -178,7 +226,7 @@ class Dispatcher:
             )
             self._drop(db, release=True)
         want = min(share - len(self.followers), MOVES_PER_ROUND)
-        free = [db for db in dbs if db not in self.followers]
+        free = [db for db in dbs if db not in self.followers and db not in self.problems]
         self._rng.shuffle(free)
         for lease in self.state.acquire_many(free[: want * 4], self.id, self.ttl, want):
             if not self._exists(lease.db):
@@ -187,14 +235,25 @@ class Dispatcher:
             self._start(lease)
 
     def _exists(self, db: str) -> bool:
-        """Names given explicitly may not exist; names a glob matched came from ``_all_dbs``."""
+        """Names given explicitly may not exist (or not be database names at all); names a glob
+        matched came from ``_all_dbs``. A name that cannot be followed is a problem, said once."""
         if db in self.discovery.patterned:
             return True
-        try:
-            self.client.db_info(db)
-            return True
-        except NotFound:
-            return False
+        reason = db_name_problem(db)
+        if reason is None:
+            try:
+                self.client.db_info(db)
+                self.problems.pop(db, None)
+                return True
+            except NotFound:
+                reason = "does not exist"
+            except BadRequest as exc:
+                reason = f"is not a database name ({exc.reason})"
+        if db not in self.problems:
+            log.warning("%s: %s: not followed", db, reason, extra={"db": db, "dispatcher": self.id})
+        self.problems.setdefault(db, reason)
+        self._problem_at[db] = time.monotonic()
+        return False
 
     def _start(self, lease: Lease) -> None:
         db = lease.db
@@ -222,11 +281,27 @@ class Dispatcher:
             self.state.release(follower.lease)
 
     def _all_idle(self, dbs: list[str]) -> bool:
-        return not dbs or (
-            set(dbs) <= set(self.followers)
-            and all(f.idle for f in self.followers.values())
-            and self.scheduler.idle()
+        wanted = set(dbs) - set(self.problems)
+        return not wanted or (
+            wanted <= set(self.followers) and all(self._idle(db) for db in wanted) and self.scheduler.idle()
         )
+
+    def _set_aside(self, db: str) -> bool:
+        """A database with a problem is not followed: in an until-idle run for good, otherwise
+        for ``PROBLEM_PAUSE`` seconds at a time (a refused password must not be retried in a loop:
+        CouchDB locks the account out)."""
+        if db not in self.problems:
+            return False
+        if self.until_idle:
+            return True
+        if time.monotonic() - self._problem_at.get(db, 0.0) < PROBLEM_PAUSE:
+            return True
+        self.problems.pop(db)
+        return False
+
+    def _idle(self, db: str) -> bool:
+        follower = self.followers.get(db)
+        return follower is not None and follower.idle
 
     def shutdown(self) -> None:
         """Clean shutdown: stop the readers and the signal, mirror checkpoints, release every lease."""

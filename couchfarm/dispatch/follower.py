@@ -33,7 +33,7 @@ from couchfarm import failpoints, trace
 from couchfarm.breaker import RetryPolicy
 from couchfarm.couch import CouchClient
 from couchfarm.dispatch.recovery import overdue
-from couchfarm.errors import CouchError, LeaseLost
+from couchfarm.errors import CouchError, Forbidden, LeaseLost, NotFound, Unauthorized
 from couchfarm.feeds import ChangeRow, ChangesPage, Seq
 from couchfarm.ledger import Batch, Ledger, Snapshot, Timing
 from couchfarm.settings import Settings
@@ -41,6 +41,7 @@ from couchfarm.state import FarmState, Lease
 
 log = logging.getLogger("couchfarm.dispatcher")
 MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
+DELETED = "the database was deleted"  #: a follower's problem when its feed answers 404
 PUMP_EVERY = 0.25  #: the shortest time between rounds while batches are open (claims, re-sends, done)
 PAUSED_EVERY = 1.0  #: seconds between rounds of a paused database (its open batches still finish)
 
@@ -75,6 +76,7 @@ class Follower:
         self.until_idle = until_idle
         self.on_event = on_event or (lambda name, **kw: None)
         self.idle = False  #: caught up, nothing buffered, nothing open
+        self.problem: str | None = None  #: why this database cannot be followed any more
         self.lost = False
         self.buffer: dict[str, list[str]] = {}  #: document -> its leaf revs as the feed showed them
         self.buffer_since = 0.0
@@ -109,8 +111,14 @@ class Follower:
             self.on_event("lease_lost", db=self.db)
             log.warning("lease of %s lost: stepping down", self.db, extra={"db": self.db})
             return None
+        except (NotFound, Unauthorized, Forbidden) as exc:  # no retry mends these
+            self.problem = DELETED if isinstance(exc, NotFound) else f"access refused: {exc}"
+            return None
         except Exception as exc:  # CouchDB, Redis or a bug: never die holding a claim
             self._failures += 1
+            if self.until_idle and self._failures > self.settings.couch_retries:
+                self.problem = f"its rounds keep failing: {type(exc).__name__}: {exc}"
+                return None
             wait = self._backoff.delay(min(self._failures, 6))
             what = "feed" if isinstance(exc, CouchError) else "round"
             log.warning(
