@@ -22,6 +22,7 @@ import urllib3
 
 from couchfarm.errors import (
     BadRequest,
+    Conflict,
     CouchError,
     Forbidden,
     NotCouchDB,
@@ -274,12 +275,19 @@ class CouchClient:
         except NotFound:
             return None
 
-    def put_local(self, db: str, name: str, body: dict[str, Any]) -> str:
+    def put_local(self, db: str, name: str, body: dict[str, Any], rev: str | None = None) -> str:
         """Write a ``_local`` doc, always sending its current ``_rev`` (pouchdb enforces it, CouchDB 3
-        ignores it); returns the new rev."""
-        current = self.get_local(db, name)
+        ignores it); returns the new rev. With ``rev`` (what the caller's last read or write returned,
+        ``""`` when it saw none) it is one request; when that rev is no longer current (409), the
+        current one is read and sent."""
         doc = {k: v for k, v in body.items() if not k.startswith("_")}
         doc["_id"] = f"_local/{name}"
+        if rev is not None:
+            try:
+                return str(self.put(db, {**doc, **({"_rev": rev} if rev else {})})["rev"])
+            except Conflict:
+                pass
+        current = self.get_local(db, name)
         if current is not None:
             doc["_rev"] = current["_rev"]
         return str(self.put(db, doc)["rev"])

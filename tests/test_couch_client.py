@@ -126,5 +126,17 @@ def test_local_documents(client: CouchClient, db: str) -> None:
     assert client.delete_local(db, "ck/1") is False
 
 
+def test_local_documents_with_a_remembered_rev(client: CouchClient, db: str) -> None:
+    """One request with the rev the writer remembers; a stale or missing one falls back to reading
+    the current rev (someone else wrote it meanwhile), never a lost write."""
+    first = client.put_local(db, "ck/2", {"done": 1}, rev="")  # known absent: no read first
+    second = client.put_local(db, "ck/2", {"done": 2}, rev=first)
+    assert second != first and client.get_local(db, "ck/2")["done"] == 2  # type: ignore[index]
+    client.put_local(db, "ck/2", {"done": 3})  # another writer moves it on
+    client.put_local(db, "ck/2", {"done": 4}, rev=second)  # stale rev: read, then written
+    client.put_local(db, "ck/2", {"done": 5}, rev="")  # "absent" but it exists: read, then written
+    assert client.get_local(db, "ck/2")["done"] == 5  # type: ignore[index]
+
+
 def test_db_updates_absent_degrades(client: CouchClient) -> None:
     assert client.db_updates(timeout_ms=200) is None  # pouchdb-server: 400 -> poll _all_dbs

@@ -13,6 +13,11 @@ Each round (every ``lease_ttl / 3`` at most):
 5. report (``on_event``, for the metrics): which discovered databases it follows, and, at most every
    ``REDIS_PROBE_EVERY`` s, whether the state Redis answers and its memory. A failed round reports
    that it follows nothing: it renews no lease, so its leases run out within ``lease_ttl``.
+
+Between rounds a keeper thread heartbeats and renews every held lease each ``lease_ttl / 3``: a round
+slowed by a busy CouchDB (discovery, the durable copies) must not let a thousand leases lapse and
+flap between dispatchers. The keeper stops renewing as soon as a round fails, or when one has been
+running for ``ROUND_STALL`` s, so a dispatcher that cannot do its work still lets its leases go.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
@@ -52,6 +58,7 @@ PROBLEM_PAUSE = 60.0  #: seconds a database that could not be followed is left a
 MOVES_PER_ROUND = 200  #: leases taken or given up by one dispatcher in one round (no herd, no stall)
 RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
 REDIS_PROBE_EVERY = 5.0  #: seconds between two reads of the state Redis's INFO memory (metrics only)
+ROUND_STALL = 60.0  #: seconds a round may run before the keeper stops renewing this dispatcher's leases
 
 
 class Dispatcher:
@@ -92,6 +99,9 @@ class Dispatcher:
         self._told_empty = False
         self._problem_at: dict[str, float] = {}
         self._probed_at = float("-inf")
+        self._round_started: float | None = None  #: when the round in progress started (None: between)
+        self._keeper = threading.Thread(target=self._keep_leases, name="lease-keeper", daemon=True)
+        self._halted = threading.Event()  #: set by shutdown: the keeper stops
 
     @property
     def databases(self) -> list[str]:
@@ -111,9 +121,11 @@ class Dispatcher:
         log.info("dispatcher %s starting", self.id, extra={"dispatcher": self.id})
         self.scheduler.start()
         self.signal.start()
+        self._keeper.start()
         try:
             while not self.stop.is_set():
                 try:
+                    self._round_started = time.monotonic()
                     dbs = self.round()
                     self._failures = 0
                 except Exception as exc:  # a Redis or CouchDB blip must not end the dispatcher
@@ -126,6 +138,8 @@ class Dispatcher:
                         return False
                     self.stop.wait(1.0)
                     continue
+                finally:
+                    self._round_started = None
                 if self.until_idle and self.ended:
                     return False
                 if self.until_idle and self._all_idle(dbs):
@@ -192,9 +206,33 @@ class Dispatcher:
         follower = self.followers.get(db)
         return follower.round() if follower is not None else None
 
+    def _keep_leases(self) -> None:
+        """The keeper thread: heartbeat and renew every held lease each ``ttl / 3`` while rounds
+        succeed; a follower whose lease was not renewed learns it lost it (its writes were fenced
+        off already). Never raises: a Redis that does not answer lets the leases run out."""
+        while not self._halted.wait(self.ttl / 3) and not self.stop.is_set():
+            started = self._round_started
+            if self._failures or (started is not None and time.monotonic() - started > ROUND_STALL):
+                continue
+            try:
+                self.state.heartbeat(self.id)
+                self._renew_held()
+            except Exception as exc:
+                log.debug("lease keeper: %s", exc, extra={"dispatcher": self.id})
+
+    def _renew_held(self) -> set[str]:
+        """Every held lease renewed in one round trip; the databases still held. A follower whose
+        renewal was refused is marked lost."""
+        followers = [f for f in list(self.followers.values()) if not f.lost]
+        renewed = self.state.renew_many([f.lease for f in followers], self.ttl)
+        for follower in followers:
+            if follower.db not in renewed:
+                follower.lost = True
+        return renewed
+
     def _renew(self, dbs: list[str]) -> None:
         """Every held lease renewed in one round trip; the lost and the deleted dropped."""
-        renewed = self.state.renew_many([f.lease for f in self.followers.values() if not f.lost], self.ttl)
+        renewed = self._renew_held()
         wanted = set(dbs)
         for db, follower in list(self.followers.items()):
             if follower.problem is not None:  # deleted under it, or access refused: said once, dropped
@@ -224,7 +262,7 @@ class Dispatcher:
             log.info(
                 "releasing %s to rebalance (share %d)", db, share, extra={"db": db, "dispatcher": self.id}
             )
-            self._drop(db, release=True)
+            self._drop(db, release=True, mirror=False)
         want = min(share - len(self.followers), MOVES_PER_ROUND)
         free = [db for db in dbs if db not in self.followers and db not in self.problems]
         self._rng.shuffle(free)
@@ -271,13 +309,16 @@ class Dispatcher:
         )
         self.scheduler.add(db)
 
-    def _drop(self, db: str, release: bool) -> None:
+    def _drop(self, db: str, release: bool, mirror: bool = True) -> None:
         """Stop following ``db``. A round in progress is not waited for: once the lease is released
-        or lost, every write it could still attempt is fenced off."""
+        or lost, every write it could still attempt is fenced off. A lease handed over to rebalance
+        is released without a last mirror (``mirror=False``: the next holder reads the checkpoint
+        from Redis and mirrors it itself; a mirror a little behind only means changes read twice)."""
         follower = self.followers.pop(db)
         self.scheduler.remove(db)
         if release and not follower.lost:
-            follower.mirror(force=True)
+            if mirror:
+                follower.mirror(force=True)
             self.state.release(follower.lease)
 
     def _all_idle(self, dbs: list[str]) -> bool:
@@ -307,7 +348,13 @@ class Dispatcher:
         """Clean shutdown: stop the readers and the signal, mirror checkpoints, release every lease."""
         self.signal.stop.set()
         self.scheduler.stop(join=self.settings.feed_deadline + 2)
+        self._halted.set()
+        if self._keeper.is_alive():
+            self._keeper.join(timeout=5)
+        held = [f for f in self.followers.values() if not f.lost]
+        with ThreadPoolExecutor(self.settings.feed_readers) as pool:  # one mirror per database, at once
+            list(pool.map(lambda f: f.mirror(force=True), held))
         for db in list(self.followers):
-            self._drop(db, release=True)
+            self._drop(db, release=True, mirror=False)
         self.state.leave(self.id)
         log.info("dispatcher %s stopped", self.id, extra={"dispatcher": self.id})

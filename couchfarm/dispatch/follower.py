@@ -44,6 +44,7 @@ MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors
 DELETED = "the database was deleted"  #: a follower's problem when its feed answers 404
 PUMP_EVERY = 0.25  #: the shortest time between rounds while batches are open (claims, re-sends, done)
 PAUSED_EVERY = 1.0  #: seconds between rounds of a paused database (its open batches still finish)
+MIRROR_EVERY = 10.0  #: seconds between two mirrors of ``done`` (a mirror behind only means a replay)
 
 
 class Broker(Protocol):
@@ -85,6 +86,7 @@ class Follower:
         self.must_read = True  #: the first round reads; so does every round after a full page
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
+        self._mirror_rev: str | None = None  #: the mirror's rev as this follower last read or wrote it
         # failed rounds and refused publishes are tried again soon enough to recover within the
         # bound of a stall (2 x lease_ttl) once the cause is gone
         self._backoff = RetryPolicy(attempts=1, base=0.25, cap=max(1.0, settings.lease_ttl / 2))
@@ -150,7 +152,7 @@ class Follower:
         cp = self.state.checkpoint(self.db)
         usable = "done" in mirror and mirrored > cp.reset_token
         body = {"token": self.lease.token, "at": time.time(), **({"done": mirror["done"]} if usable else {})}
-        self.client.put_local(self.db, MIRROR, body)
+        self._mirror_rev = self.client.put_local(self.db, MIRROR, body, rev=str(mirror.get("_rev", "")))
         if cp.known:
             self.position = cp.read
         elif usable:
@@ -352,16 +354,20 @@ class Follower:
         return [d for d in batch.docs if not batch.revs.get(d) or known.get(d) != batch.revs[d]]
 
     def mirror(self, force: bool = False) -> None:
-        """Copy ``done`` into the database (``_local``: never replicated), at most every 2 s, with
+        """Copy ``done`` into the database (``_local``: never replicated), at most every
+        ``MIRROR_EVERY`` s and when the lease is released on shutdown, in one request, with
         the lease's fencing token (a mirror written by a holder older than a reset is ignored)."""
-        if not force and time.monotonic() - self._mirror_at < 2.0:
+        if not force and time.monotonic() - self._mirror_at < MIRROR_EVERY:
             return
         done = self.state.checkpoint(self.db).done
         if done is None or done == self._mirrored:
             return
         try:
-            self.client.put_local(
-                self.db, MIRROR, {"done": done, "token": self.lease.token, "at": time.time()}
+            self._mirror_rev = self.client.put_local(
+                self.db,
+                MIRROR,
+                {"done": done, "token": self.lease.token, "at": time.time()},
+                rev=self._mirror_rev,
             )
             self._mirrored, self._mirror_at = done, time.monotonic()
         except CouchError as exc:

@@ -38,6 +38,29 @@ def left(client: CouchClient, db: str) -> int:
     )
 
 
+def diagnose(client: CouchClient, db: str, ledger: Ledger, redis: Any) -> str:
+    """What is left when the farm did not settle: the conflicted documents, the open batches and
+    the checkpoint, for the person reading the failure."""
+    conflicted = [
+        (row["id"], row["doc"]["_rev"], row["doc"]["_conflicts"])
+        for row in client.all_docs(db, include_docs=True, conflicts=True)
+        if row["doc"].get("_conflicts")
+    ]
+    lines = [f"{len(conflicted)} conflicted, e.g. {conflicted[:5]}"]
+    lines += [f"open batch {b}" for b in ledger.batches(db)]
+    lines.append(f"snapshot {ledger.snapshot(db)}")
+    lines.append(f"update_seq {client.db_info(db).get('update_seq')}")
+    for key in sorted(redis.scan_iter(f"couchfarm:{FARM}:*")):
+        kind = redis.type(key)
+        if kind == "string":
+            lines.append(f"{key} = {str(redis.get(key))[:200]}")
+        elif kind == "hash" and redis.hlen(key) < 20:
+            lines.append(f"{key} = {redis.hgetall(key)}")
+        else:
+            lines.append(f"{key}: {kind}")
+    return "\n".join(lines)
+
+
 class Chaos:
     """Two dispatchers and two workers (2 pool processes each), restarted like a supervisor would."""
 
@@ -85,9 +108,10 @@ def test_random_sigkills_while_a_backlog_drains(
         couch_url,
         redis_url,
         COUCHFARM_CONFIG=farm_config(tmp_path, "slow"),
-        COUCHFARM_TEST_SLOW="0.02",
+        COUCHFARM_TEST_SLOW="0.04",
     )
-    rng = random.Random(os.environ.get("CHAOS_SEED", time.time_ns()))
+    seed = os.environ.get("CHAOS_SEED", str(time.time_ns()))
+    rng = random.Random(seed)
     chaos = Chaos(farm, db, rng)
     try:
         for role in ("w", "w", "d", "d"):
@@ -107,7 +131,17 @@ def test_random_sigkills_while_a_backlog_drains(
         ledger = Ledger(real_redis, FARM)
         drain = remaining / rate
         bound = 2 * TTL + 2 * drain + 10  # restarted workers start cold: drain at half the rate
-        wait_for(lambda: left(client, db) == 0 and not ledger.batches(db), bound + 60, "everything settled")
+        try:
+            wait_for(
+                lambda: left(client, db) == 0 and not ledger.batches(db), bound + 60, "everything settled"
+            )
+        except AssertionError:
+            print(
+                f"\nchaos seed {seed}; kills: {', '.join(chaos.kills)}",
+                diagnose(client, db, ledger, real_redis),
+                sep="\n",
+            )
+            raise
         settled = time.monotonic() - last_kill
         print(
             f"\nchaos: {len(chaos.kills)} kills ({', '.join(chaos.kills)});"

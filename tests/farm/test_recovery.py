@@ -198,3 +198,56 @@ def test_the_follower_survives_publish_errors(
     assert dispatcher.run(max_seconds=90)
     assert broker.refusals == 0 and conflicted(client, db) == 0
     assert DeadLetters(state.redis, FARM).count(db) == 0
+
+
+def test_slow_rounds_keep_their_leases_and_failing_rounds_let_them_go(
+    couch_url: str, redis_url: str, client: CouchClient
+) -> None:
+    """A round slowed by a busy CouchDB (discovery taking 3 x lease_ttl) must not lose the leases its
+    keeper renews in between; a round that fails stops the keeper, and the lease runs out."""
+    import threading
+
+    from couchfarm import factory
+    from couchfarm.dispatch.dispatcher import Dispatcher
+    from couchfarm.settings import Settings
+    from couchfarm.state import FarmState
+    from tests.farm.procs import FAST
+    from workers.farm import CeleryBroker, celery_app
+
+    (db,) = dbs(client, 1)
+    settings = Settings.load(env={**FAST, "COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url})
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
+    dispatcher = Dispatcher(
+        factory.couch_client(settings),
+        state,
+        Ledger(state.redis, FARM),
+        settings,
+        CeleryBroker(celery_app(settings), settings),
+        [db],
+    )
+    listed = dispatcher.discovery.databases
+    mode = {"now": "fast"}
+
+    def databases() -> list[str]:
+        if mode["now"] == "slow":
+            time.sleep(3 * TTL)
+        if mode["now"] == "failing":
+            raise ConnectionError("CouchDB does not answer")
+        return listed()
+
+    dispatcher.discovery.databases = databases  # type: ignore[method-assign]
+    runner = threading.Thread(target=dispatcher.run, daemon=True)
+    runner.start()
+    try:
+        first = wait_for(lambda: holder(state.redis, db), 30, "the lease taken")
+        mode["now"] = "slow"
+        end = time.monotonic() + 4 * TTL
+        while time.monotonic() < end:  # two slow rounds: the lease never lapses, never changes hands
+            assert holder(state.redis, db) == first
+            time.sleep(0.1)
+        mode["now"] = "failing"
+        wait_for(lambda: dispatcher._failures > 0, 4 * TTL, "a failed round")
+        wait_for(lambda: not holder(state.redis, db), TTL + SLACK, "the lease run out")
+    finally:
+        dispatcher.stop.set()
+        runner.join(timeout=30)
