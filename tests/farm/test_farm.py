@@ -103,7 +103,7 @@ def test_steady_state_three_databases_with_a_writer(
 
     def caught_up(db: str) -> bool:
         cp = state.checkpoint(db)
-        return cp.done == cp.read
+        return bool(cp.done == cp.read)
 
     wait_for(lambda: all(caught_up(db) for db in names), 10, "done caught up with read")
     for db in names:

@@ -18,6 +18,7 @@ import redis
 
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
+from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.ledger import Ledger
 from tests.farm.procs import Farm, wait_for
 from tests.farm.test_farm import conflicted, dbs, seed
@@ -56,6 +57,24 @@ def ready(farm: Farm, name: str) -> None:
 
 def holder(state_redis: Any, db: str) -> str:
     return str(state_redis.get(f"couchfarm:test:lease:{db}") or "")
+
+
+def fast_settings(couch_url: str, redis_url: str) -> Any:
+    from couchfarm.settings import Settings
+    from tests.farm.procs import FAST
+
+    return Settings.load(env={**FAST, "COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url})
+
+
+def in_process(settings: Any, broker: Any, db: str, until_idle: bool = False) -> Dispatcher:
+    """A dispatcher in this process (its broker and its discovery can be replaced), following ``db``."""
+    from couchfarm import factory
+    from couchfarm.state import FarmState
+
+    state = FarmState(redis.Redis.from_url(str(settings.redis_url), decode_responses=True), FARM)
+    ledger = Ledger(state.redis, FARM)
+    client = factory.couch_client(settings)
+    return Dispatcher(client, state, ledger, settings, broker, [db], until_idle=until_idle)
 
 
 def marked_at(path: Path) -> float:
@@ -162,18 +181,13 @@ def test_the_follower_survives_publish_errors(
     for its first publishes: the follower logs, backs off, keeps its claims and publishes later."""
     from kombu.exceptions import OperationalError
 
-    from couchfarm import factory
-    from couchfarm.dispatch.dispatcher import Dispatcher
-    from couchfarm.settings import Settings
-    from couchfarm.state import FarmState
-    from tests.farm.procs import FAST
     from workers.farm import CeleryBroker, celery_app
 
     (db,) = dbs(client, 1)
     seed(client, db, 30)
     farm = make_farm()
     farm.worker("w", 2)
-    settings = Settings.load(env={**FAST, "COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url})
+    settings = fast_settings(couch_url, redis_url)
 
     class Flaky(CeleryBroker):
         refusals = 4
@@ -185,19 +199,10 @@ def test_the_follower_survives_publish_errors(
             super().send(batch)
 
     broker = Flaky(celery_app(settings), settings)
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
-    dispatcher = Dispatcher(
-        factory.couch_client(settings),
-        state,
-        Ledger(state.redis, FARM),
-        settings,
-        broker,
-        [db],
-        until_idle=True,
-    )
+    dispatcher = in_process(settings, broker, db, until_idle=True)
     assert dispatcher.run(max_seconds=90)
     assert broker.refusals == 0 and conflicted(client, db) == 0
-    assert DeadLetters(state.redis, FARM).count(db) == 0
+    assert DeadLetters(dispatcher.state.redis, FARM).count(db) == 0
 
 
 def test_slow_rounds_keep_their_leases_and_failing_rounds_let_them_go(
@@ -207,24 +212,12 @@ def test_slow_rounds_keep_their_leases_and_failing_rounds_let_them_go(
     keeper renews in between; a round that fails stops the keeper, and the lease runs out."""
     import threading
 
-    from couchfarm import factory
-    from couchfarm.dispatch.dispatcher import Dispatcher
-    from couchfarm.settings import Settings
-    from couchfarm.state import FarmState
-    from tests.farm.procs import FAST
     from workers.farm import CeleryBroker, celery_app
 
     (db,) = dbs(client, 1)
-    settings = Settings.load(env={**FAST, "COUCHFARM_COUCH_URL": couch_url, "COUCHFARM_REDIS_URL": redis_url})
-    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
-    dispatcher = Dispatcher(
-        factory.couch_client(settings),
-        state,
-        Ledger(state.redis, FARM),
-        settings,
-        CeleryBroker(celery_app(settings), settings),
-        [db],
-    )
+    settings = fast_settings(couch_url, redis_url)
+    dispatcher = in_process(settings, CeleryBroker(celery_app(settings), settings), db)
+    state = dispatcher.state
     listed = dispatcher.discovery.databases
     mode = {"now": "fast"}
 

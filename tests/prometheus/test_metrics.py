@@ -173,6 +173,7 @@ class _Follower:
 
     def __init__(self, client: Any, state: Any, ledger: Any, lease: Lease, *args: Any, **kw: Any) -> None:
         self.lease, self.lost, self.thread = lease, False, None
+        self.db, self.problem = lease.db, None
         self.stop = threading.Event()
         self.idle = True
 
