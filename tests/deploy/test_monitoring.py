@@ -96,6 +96,7 @@ def test_compose_replication_watch_watches_the_applied_topology_for_the_farm() -
     assert {"COUCHDB_A_CREDENTIALS", "COUCHDB_B_CREDENTIALS"} <= set(env)
 
 
+@pytest.mark.integration  # runs promtool
 @needs_promtool
 def test_promtool_check_config() -> None:
     done = subprocess.run(
@@ -127,6 +128,7 @@ def test_component_lists_its_files() -> None:
     }
 
 
+@pytest.mark.integration  # runs scripts/prometheus-rule
 def test_prometheus_rule_holds_exactly_the_rules_of_alerts_yaml() -> None:
     [rule] = [m for m in component() if m.kind == "PrometheusRule"]
     assert rule.doc["apiVersion"] == "monitoring.coreos.com/v1"
@@ -199,6 +201,7 @@ def test_overlay_adds_the_component_to_the_base_with_the_same_images() -> None:
     assert overlay["images"] == base["images"] and overlay["namespace"] == base["namespace"]
 
 
+@pytest.mark.integration  # runs kubectl
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for its kustomize) is not installed")
 def test_kustomize_builds_the_farm_with_its_monitoring() -> None:
     built = subprocess.run(
