@@ -248,7 +248,7 @@ def pause(db: str, config: str | None, couch_url: str | None) -> None:
 @config_options
 def resume(db: str, config: str | None, couch_url: str | None) -> None:
     """Resume automatic resolution of DB from its checkpoint."""
-    _state(config, couch_url).resume(db)
+    _state(config, couch_url).unpause(db)
     click.echo(f"{db}: automatic resolution resumed")
 
 

@@ -19,7 +19,7 @@ from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState
+from couchfarm.state import FarmState, paused
 from workers.cli_common import config_options, echo_json, load_settings
 from workers.farm import stores
 
@@ -52,7 +52,6 @@ def status_report(
         owner, ttl_ms, token, lag, inflight = flat[5 * i : 5 * i + 5]
         snap = book.snapshot(db)
         cp, batches = snap.checkpoint, snap.batches
-        rule = settings.rule_for(db)
         report.append(
             {
                 "farm": state.farm,
@@ -70,7 +69,7 @@ def status_report(
                 "inflight_docs": int(inflight),
                 "dead_letters": snap.dead_letters,
                 "overlap": snap.overlap,
-                "paused": snap.paused or bool(rule and rule.paused),
+                "paused": paused(settings, db, snap.paused),
             }
         )
     return report

@@ -266,6 +266,6 @@ def test_a_paused_database_is_left_for_people_and_resumes(
     assert conflicted(client, db) == 6 and not Ledger(state.redis, FARM).batches(
         db
     )  # nothing read, nothing sent
-    state.resume(db)
+    state.unpause(db)
     wait_for(lambda: conflicted(client, db) == 0, 60, "resolved after resume, from the same checkpoint")
     assert state.overlap(db) == 0
