@@ -62,6 +62,11 @@ LEASES = Counter("couchfarm_lease_events", "Lease acquisitions and losses", ["fa
 OVERLAP = Gauge(
     "couchfarm_overlap", "Since ranges read twice (0 in normal operation)", ["farm", "db"], **_GAUGE_MODE
 )
+DEAD_LETTERED = Counter(
+    "couchfarm_dead_lettered",
+    "Documents dead-lettered, by why (couchfarm/failures.py: a bounded list)",
+    ["farm", "db", "error"],
+)
 DEAD_LETTERS = Gauge(
     "couchfarm_dead_letters", "Entries in the dead-letter store", ["farm", "db"], **_GAUGE_MODE
 )

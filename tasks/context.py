@@ -84,7 +84,7 @@ def show_in_flower(entry: DeadLetter) -> None:
     farm = str(settings.farm)
     extra = {"ui_link": ui_link(settings.ui_url, entry.id)} if settings.ui_url else {}
     dead_letter.apply_async(
-        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id],
+        args=[entry.db, entry.doc_id, entry.error.value, entry.reason, entry.id, entry.correlation_id],
         kwargs={"farm": farm, **extra},
         queue=f"couchfarm.{farm}",
     )

@@ -14,6 +14,7 @@ from couchfarm import factory
 from couchfarm.console import printable
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
+from couchfarm.failures import Failure
 from couchfarm.replay import replay as replay_entries
 from couchfarm.settings import Settings
 from workers.cli_common import config_options, couch_client, echo_json, load_settings
@@ -44,13 +45,27 @@ def dlq() -> None:
 @config_options
 @click.option("--db", default=None, help="Only this database.")
 @click.option("--since", default=None, help="Only failures within this duration (e.g. 1h, 7d).")
+@click.option(
+    "--error",
+    "errors",
+    multiple=True,
+    type=click.Choice([f.value for f in Failure]),
+    help="Only dead letters of this kind (couchfarm/failures.py); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(
-    config: str | None, couch_url: str | None, db: str | None, since: str | None, as_json: bool
+    config: str | None,
+    couch_url: str | None,
+    db: str | None,
+    since: str | None,
+    errors: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """List dead letters, oldest first."""
     store, _ = _store(config, couch_url)
     entries = store.list(db, since=time.time() - parse_duration(since) if since else None)
+    if errors:
+        entries = [e for e in entries if e.error in errors]
     if as_json:
         echo_json([{**e.as_json(), "farm": store.farm} for e in entries])
         return
