@@ -20,7 +20,7 @@ from couchfarm.ledger import Ledger
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState, paused
-from workers.cli_common import config_options, echo_json, load_settings
+from workers.cli_common import echo_json, pass_settings
 from workers.farm import stores
 
 
@@ -120,13 +120,12 @@ def summary(report: list[dict[str, Any]], top: int) -> None:
 
 
 @click.command()
-@config_options
+@pass_settings
 @click.option("--db", "dbs", multiple=True, help="Database name or glob (repeatable); all followed if none.")
 @click.option("--top", default=20, show_default=True, help="Above this many databases, summarise.")
 @click.option("--json", "as_json", is_flag=True, help="Every database's detail as JSON.")
-def status(config: str | None, couch_url: str | None, dbs: tuple[str, ...], top: int, as_json: bool) -> None:
+def status(settings: Settings, dbs: tuple[str, ...], top: int, as_json: bool) -> None:
     """Per database: lease holder and token, checkpoints, lag, open batches, dead letters."""
-    settings = load_settings(config, couch_url=couch_url)
     report = status_report(settings, dbs)
     if as_json:
         echo_json(report)

@@ -18,7 +18,6 @@ from couchfarm.failures import Failure
 from couchfarm.keys import Keyspace
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult
-from couchfarm.settings import Settings
 from tests.helpers import FARM
 
 
@@ -115,12 +114,13 @@ def test_poison_is_its_own_failure() -> None:
 
 
 def test_dlq_list_filters_by_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import cli_dlq
+    from workers import cli_common, cli_dlq
 
     store = DeadLetters(fakeredis.FakeRedis(decode_responses=True), FARM)
     store.add(DeadLetter("d", "schema", [], "lww", Failure.INVALID_DOCUMENT, "leaf 2-a is invalid"))
     store.add(DeadLetter("d", "vdu", [], "lww", Failure.REJECTED, "forbidden"))
-    monkeypatch.setattr(cli_dlq, "_store", lambda config, url: (store, Settings(farm=FARM)))
+    monkeypatch.setattr(cli_dlq, "_store", lambda settings: (store, settings))
+    monkeypatch.setattr(cli_common, "setup_logging", lambda *a: None)  # the root logger stays pytest's
     runner = CliRunner()
     shown = runner.invoke(cli_dlq.dlq, ["list", "--error", "Rejected", "--json"])
     assert shown.exit_code == 0, shown.output
