@@ -23,9 +23,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from couchfarm.attachments import AttachmentChoiceError
+from couchfarm.couchapi import EngineCouch
 from couchfarm.errors import AncestorMissing, BadRequest, CouchError, NotFound, ResolverError, Unavailable
 from couchfarm.failures import Failure
 from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
@@ -67,15 +68,22 @@ class DocResult:
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in self.__dict__.items() if v is not None}
 
 
+class Archiver(Protocol):
+    """Keeps what a resolution replaces before the losers are tombstoned (couchfarm/archive.py)."""
+
+    def record(self, db: str, plans: list[Plan], winner_revs: dict[str, str | None]) -> None:
+        """Raises ``CouchError`` unless every plan is kept."""
+
+
 class Engine:
     """Resolves conflicts in one database server with injected client, router and archive."""
 
     def __init__(
         self,
-        client: Any,
+        client: EngineCouch,
         router: Router,
         *,
-        archive: Any = None,
+        archive: Archiver | None = None,
         provenance: bool = False,
         schema_dir: str | None = None,
         deep_conflict_leaves: int = 3,

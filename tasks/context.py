@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -22,6 +22,9 @@ from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 _lock = threading.Lock()
 _settings: Settings | None = None
 _context: WorkerContext | None = None
@@ -32,7 +35,7 @@ class WorkerContext:
     settings: Settings
     engine: Engine
     dead_letters: DeadLetters
-    redis: Any
+    redis: Redis  #: the state Redis (decoded strings)
     life: BatchLife
     insights: InsightRecorder
 
