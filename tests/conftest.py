@@ -38,7 +38,7 @@ def pouch_server() -> Iterator[PouchServer]:
 
 @pytest.fixture(autouse=True, scope="module")
 def _pouch_health(request: pytest.FixtureRequest) -> None:
-    """pouchdb-server crashes on some requests (COUCHDB.md §3): restart it before each module."""
+    """pouchdb-server crashes on some requests (docs/couchdb-notes.md §7): restart it before each module."""
     if "pouch_server" in request.fixturenames:
         request.getfixturevalue("pouch_server").ensure()
 
