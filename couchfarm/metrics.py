@@ -4,8 +4,8 @@ Worker processes of the prefork pool share one view through prometheus_client's 
 the worker entry point sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports this module, and
 its ``/metrics`` endpoint aggregates every child's files. The dispatcher uses the default registry.
 Every metric carries the ``farm`` label (set once per process, :data:`FARM`), so farms that share a
-Prometheus stay apart. Label values are farm and database names, strategies and outcomes: never
-document ids (unbounded) nor URLs.
+Prometheus stay apart. Label values are farm and database names, strategies, outcomes and the
+failures of couchfarm/failures.py: never document ids (unbounded) nor URLs.
 
 The alert rules and the dashboard in deploy/ are built on these names and labels
 (tests/prometheus/ checks them against a live farm): rename one and change them together.

@@ -29,11 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def pouch_server() -> Iterator[PouchServer]:
-    server = PouchServer().start()
-    try:
+    with PouchServer().start() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -66,11 +63,8 @@ def db(client: CouchClient) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    with RedisServer().start() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

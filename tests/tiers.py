@@ -49,9 +49,8 @@ SERVER_FIXTURES = frozenset(
         "tls_redis",
         "rediss_url",
         # tests/replication: pouchdb-server nodes per module
-        "three_nodes",
         "two_nodes",
-        "pair",
+        "three_nodes",
         "relay_nodes",
         # servers and farms of single modules
         "own_server",  # tests/test_couch_faults.py

@@ -96,7 +96,6 @@ def test_compose_replication_watch_watches_the_applied_topology_for_the_farm() -
     assert {"COUCHDB_A_CREDENTIALS", "COUCHDB_B_CREDENTIALS"} <= set(env)
 
 
-@pytest.mark.integration  # runs promtool
 @needs_promtool
 def test_promtool_check_config() -> None:
     done = subprocess.run(

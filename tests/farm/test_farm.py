@@ -20,8 +20,8 @@ from couchfarm.dispatch.follower import MIRROR
 from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from couchfarm.state import FarmState
-from tests.farm.procs import Farm, children, wait_for
-from tests.helpers import FARM, make_conflict
+from tests.farm.procs import Farm, children
+from tests.helpers import FARM, make_conflict, wait_for
 
 
 def config(tmp: Path, function: str = "newest", **extra: Any) -> str:

@@ -31,7 +31,6 @@ SEVERITIES = {"critical", "warning"}
 FARM_WIDE = {"CouchfarmWorkersNotConsuming"}
 
 
-@pytest.mark.integration  # runs promtool
 @needs_promtool
 def test_promtool_check_rules() -> None:
     done = subprocess.run(
@@ -41,7 +40,6 @@ def test_promtool_check_rules() -> None:
     assert f"SUCCESS: {len(rules())} rules found" in done.stdout
 
 
-@pytest.mark.integration  # runs promtool
 @needs_promtool
 def test_promtool_unit_tests_pass() -> None:
     done = subprocess.run(
