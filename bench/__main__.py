@@ -96,7 +96,7 @@ def farm(
         wait(lambda: state.holder(db)[0] is not None, 60)
         time.sleep(3)  # the worker pool is up (Celery starts in about a second)
         clock.start()
-        state.resume(db)
+        state.unpause(db)
         wait(lambda: idle(client, state, db), 900, interval=0.25)
         measured = clock.stop(len(ids))
         rss = {name: [round(peak_rss_mb(p), 1) for p in pids] for name, pids in run.pids().items()}

@@ -117,7 +117,7 @@ def profile_farm(
         ]
         time.sleep(1)
         started = time.perf_counter()
-        state.resume(db)
+        state.unpause(db)
         wait(lambda: idle(client, state, db), 600, interval=0.25)
         print(f"{docs} documents in {time.perf_counter() - started:.1f} s (with py-spy attached)")
         for s in spies:

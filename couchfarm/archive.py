@@ -13,17 +13,21 @@ merge), or with ``pick`` one archived leaf's body as the winner.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from couchfarm.canonical import canonical, digest
 from couchfarm.console import printable
+from couchfarm.couchapi import ArchiveCouch
 from couchfarm.errors import FarmError, NotFound
 from couchfarm.models import TOMBSTONE_FIELD, Leaf
 from couchfarm.plan import Plan
 
 
 class Archive:
-    def __init__(self, client: Any, db: str, clock: Any = time.time) -> None:
+    """The audit database ``db`` (``archive_db``): the engine's ``Archiver``, and what ``undo`` reads."""
+
+    def __init__(self, client: ArchiveCouch, db: str, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.db = db
         self.clock = clock
@@ -77,7 +81,9 @@ class Archive:
         return sorted((r["doc"] for r in rows if r.get("doc")), key=lambda d: d["at"])
 
 
-def undo(client: Any, archive: Archive, db: str, doc_id: str, *, pick: str | None = None) -> list[str]:
+def undo(
+    client: ArchiveCouch, archive: Archive, db: str, doc_id: str, *, pick: str | None = None
+) -> list[str]:
     """Restore the latest archived resolution of ``doc_id``; returns the revisions written."""
     entries = archive.entries(db, doc_id, must_exist=True)
     if not entries:
@@ -107,7 +113,7 @@ def undo(client: Any, archive: Archive, db: str, doc_id: str, *, pick: str | Non
     return written
 
 
-def _write_on_top(client: Any, db: str, doc_id: str, live: list[Leaf], body: dict[str, Any]) -> str:
+def _write_on_top(client: ArchiveCouch, db: str, doc_id: str, live: list[Leaf], body: dict[str, Any]) -> str:
     from couchfarm.models import winner_key
 
     if not live:
@@ -117,7 +123,7 @@ def _write_on_top(client: Any, db: str, doc_id: str, live: list[Leaf], body: dic
     return str(result["rev"])
 
 
-def _resurrect(client: Any, db: str, doc_id: str, tomb: Leaf, body: dict[str, Any]) -> str:
+def _resurrect(client: ArchiveCouch, db: str, doc_id: str, tomb: Leaf, body: dict[str, Any]) -> str:
     """A new live leaf under a tombstone (``new_edits:false``), bringing a losing leaf back."""
     body = {k: v for k, v in body.items() if k != TOMBSTONE_FIELD}
     new_hash = digest({"parent": tomb.rev, "body": body})

@@ -34,12 +34,12 @@ from typing import Protocol
 from couchfarm import failpoints, metrics, trace
 from couchfarm.breaker import RetryPolicy
 from couchfarm.deadletters import DeadLetter, DeadLetterSink
+from couchfarm.failures import Failure
 from couchfarm.ledger import Ledger, Start
 from couchfarm.models import Outcome
 from couchfarm.resolution import DocResult, Engine
 
 log = logging.getLogger("couchfarm.batch")
-POISON = "PoisonDocument"
 
 
 @dataclass(frozen=True)
@@ -222,10 +222,8 @@ class BatchLife:
             raise
         except Exception as exc:
             log.exception("batch %s of %s failed: %s", job.batch_id, job.db, exc, extra={"db": job.db})
-            reason = f"{type(exc).__name__}: {exc}"
-            return [
-                DocResult(job.db, d, Outcome.RETRY, reason=reason, error=type(exc).__name__) for d in docs
-            ]
+            reason, error = f"{type(exc).__name__}: {exc}", Failure.of(exc)
+            return [DocResult(job.db, d, Outcome.RETRY, reason=reason, error=error) for d in docs]
 
     # -- settling -------------------------------------------------------------------------------
 
@@ -239,6 +237,7 @@ class BatchLife:
                 entry = to_dead_letter(result, job.attempt + 1, job.correlation_id, job.runner)
                 entry.delivery = f"{job.batch_id}/{job.attempt}" if job.batch_id else ""
                 if self.sink.add(entry):  # False for a redelivery that already wrote it
+                    metrics.DEAD_LETTERED.labels(metrics.FARM[0], entry.db, entry.error).inc()
                     self._show(entry)
             delivery.results.append(result)
         record.remember(job.db, {r.doc_id: r.leaves_after for r in results if r.leaves_after})
@@ -365,7 +364,7 @@ def careful_chunks(docs: list[str], strikes: dict[str, int]) -> list[list[str]]:
 
 def poison(db: str, doc_id: str, strikes: int) -> DocResult:
     reason = f"its delivery died {strikes} times while resolving it (poison document)"
-    return DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=POISON)
+    return DocResult(db, doc_id, Outcome.DEAD_LETTERED, reason=reason, error=Failure.POISON_DOCUMENT)
 
 
 def to_dead_letter(
@@ -376,7 +375,7 @@ def to_dead_letter(
         doc_id=result.doc_id,
         revs=result.revs,
         strategy=result.strategy,
-        error=result.error or "Error",
+        error=result.error or Failure.UNEXPECTED,
         reason=result.reason or "",
         attempts=attempts,
         correlation_id=correlation_id,

@@ -1,4 +1,4 @@
-"""Canonical JSON for written bodies.
+"""Canonical JSON: the form of every written body, and the identity of values (the one place for both).
 
 CouchDB derives a revision id from the parent rev and the body *as serialised* (key order and number
 formatting change the hash: see tests/fixtures/couchdb/09_revision_ids.json). Writing every merged
@@ -23,8 +23,10 @@ def canonical(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """The canonical serialisation: sorted keys, no whitespace, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The canonical serialisation, and so the identity of a value: sorted keys, no whitespace, UTF-8
+    kept (``1`` and ``true`` differ, key order does not). A value JSON has no form for (a date YAML
+    read into a strategy's options) counts as its text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def digest(value: Any, length: int = 32) -> str:

@@ -1,10 +1,10 @@
 """A CouchDB 3.x client on an injected ``requests.Session``.
 
 The HTTP contract of each method is in its docstring. Statuses map to errors in one place
-(``couchfarm.errors.error_for_status``): 400/412/415/417 ``BadRequest``, 401 ``Unauthorized``,
+(``couchfarm.errors.error_for_status``): 400/412/413/415/417 ``BadRequest``, 401 ``Unauthorized``,
 403 ``Forbidden``, 404 ``NotFound``, 409 ``Conflict``, 5xx/429/network ``Unavailable`` (retried first).
 Where pouchdb-server (the test server) lacks a CouchDB feature the client degrades to a path that
-works on both and says so in a debug log (the differences are listed in docs/architecture.md).
+works on both and says so in a debug log (the differences are listed in docs/couchdb-notes.md).
 """
 
 from __future__ import annotations

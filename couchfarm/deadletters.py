@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from couchfarm import keys
+from couchfarm.failures import Failure
 from couchfarm.keys import Keyspace
 from couchfarm.redact import redact
 
@@ -57,7 +58,7 @@ class DeadLetter:
     doc_id: str
     revs: list[str]
     strategy: str
-    error: str  #: error class (InvalidDocument, ResolverError, Rejected, Conflict, ...)
+    error: Failure  #: why (couchfarm/failures.py); a string read back is parsed
     reason: str  #: validation errors, the server's reason, the exception text
     attempts: int = 1
     correlation_id: str = ""
@@ -70,10 +71,11 @@ class DeadLetter:
 
     def __post_init__(self) -> None:
         self.id = self.id or entry_id(self.db, self.doc_id)
+        self.error = Failure.parse(self.error)
         self.reason = redact(self.reason)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "error": self.error.value}
 
 
 class DeadLetterSink(Protocol):
@@ -145,7 +147,7 @@ class DeadLetters:
             doc_id=raw["doc_id"],
             revs=json.loads(raw.get("revs", "[]")),
             strategy=raw.get("strategy", ""),
-            error=raw.get("error", ""),
+            error=Failure.parse(raw.get("error", "")),
             reason=raw.get("reason", ""),
             attempts=int(raw.get("attempts", 0)),
             correlation_id=raw.get("correlation_id", ""),

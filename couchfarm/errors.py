@@ -17,8 +17,7 @@
     ├── LeaseLost                  this process no longer holds a database's lease (fencing)
     ├── ResolverError              a strategy (built-in or the user's) raised or returned garbage
     │   └── AttachmentChoiceError  (couchfarm.attachments) leaves disagree on an attachment, no choice made
-    ├── AncestorMissing            a three-way merge's common ancestor has no body on this server
-    └── InvalidDocument            a leaf or a merge result failed schema validation
+    └── AncestorMissing            a three-way merge's common ancestor has no body on this server
 
 Every error keeps its extra fields keyword-only with defaults, and pickles with them, so that an
 error raised in a Celery worker arrives intact in the parent process, a dead letter or a test.
@@ -141,16 +140,6 @@ class AncestorMissing(FarmError):
 
     def __init__(self, message: str = "", *, rev: str = "") -> None:
         super().__init__(message, rev=rev)
-
-
-class InvalidDocument(FarmError):
-    """Raised when a leaf or a merged body fails the configured schema; carries the errors."""
-
-    doc_id: str
-    errors: list[str]
-
-    def __init__(self, message: str = "", *, doc_id: str = "", errors: list[str] | None = None) -> None:
-        super().__init__(message, doc_id=doc_id, errors=list(errors or []))
 
 
 STATUS_ERRORS: dict[int, type[CouchError]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from couchfarm import metrics, trace
 from couchfarm.archive import Archive
@@ -22,6 +22,9 @@ from couchfarm.resolution import Engine
 from couchfarm.resolvers import Router, parse_strategy
 from couchfarm.settings import Settings
 from couchfarm.tls import TLSFiles, check_handshake, redis_options
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 log = logging.getLogger("couchfarm.events")
 
@@ -145,7 +148,7 @@ def policy(settings: Settings, *, dry_run: bool = False) -> Policy:
     )
 
 
-def redis_client(url: str, tls: TLSFiles | None = None, sentinel_master: str | None = None) -> Any:
+def redis_client(url: str, tls: TLSFiles | None = None, sentinel_master: str | None = None) -> Redis:
     """The state Redis client (decoded strings, health checks); for ``rediss://`` one ping at start
     turns a bad certificate into a clear ``TLSError`` now, not at the first command. A
     ``sentinel://h1:p1;sentinel://h2:p2/db`` URL (kombu's form) asks the sentinels for the master
@@ -163,7 +166,7 @@ def redis_client(url: str, tls: TLSFiles | None = None, sentinel_master: str | N
     return client
 
 
-def _sentinel_client(url: str, master: str) -> Any:
+def _sentinel_client(url: str, master: str) -> Redis:
     from urllib.parse import urlsplit
 
     from redis.sentinel import Sentinel
@@ -174,7 +177,7 @@ def _sentinel_client(url: str, master: str) -> Any:
     db = next((int(p.path.strip("/")) for p in parts if p.path.strip("/")), 0)
     timeouts = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
     sentinel = Sentinel(hosts, sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(  # type: ignore[no-untyped-call]
+    client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master,
         decode_responses=True,
         health_check_interval=30,
@@ -182,9 +185,10 @@ def _sentinel_client(url: str, master: str) -> Any:
         username=auth.username if auth else None,
         password=auth.password if auth else None,
     )
+    return client
 
 
-def state_redis(settings: Settings) -> Any:
+def state_redis(settings: Settings) -> Redis:
     """The state Redis client of ``settings``; ``ConfigError`` naming the setting when there is none."""
     if not settings.redis_url:
         raise ConfigError(

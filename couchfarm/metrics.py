@@ -4,8 +4,8 @@ Worker processes of the prefork pool share one view through prometheus_client's 
 the worker entry point sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports this module, and
 its ``/metrics`` endpoint aggregates every child's files. The dispatcher uses the default registry.
 Every metric carries the ``farm`` label (set once per process, :data:`FARM`), so farms that share a
-Prometheus stay apart. Label values are farm and database names, strategies and outcomes: never
-document ids (unbounded) nor URLs.
+Prometheus stay apart. Label values are farm and database names, strategies, outcomes and the
+failures of couchfarm/failures.py: never document ids (unbounded) nor URLs.
 
 The alert rules and the dashboard in deploy/ are built on these names and labels
 (tests/prometheus/ checks them against a live farm): rename one and change them together.
@@ -61,6 +61,11 @@ CHECKPOINT_AGE = Gauge(
 LEASES = Counter("couchfarm_lease_events", "Lease acquisitions and losses", ["farm", "db", "event"])
 OVERLAP = Gauge(
     "couchfarm_overlap", "Since ranges read twice (0 in normal operation)", ["farm", "db"], **_GAUGE_MODE
+)
+DEAD_LETTERED = Counter(
+    "couchfarm_dead_lettered",
+    "Documents dead-lettered, by why (couchfarm/failures.py: a bounded list)",
+    ["farm", "db", "error"],
 )
 DEAD_LETTERS = Gauge(
     "couchfarm_dead_letters", "Entries in the dead-letter store", ["farm", "db"], **_GAUGE_MODE

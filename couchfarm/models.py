@@ -150,7 +150,6 @@ class Outcome(str, Enum):
     NOOP = "noop"  # nothing to do: one live leaf (or none) when read; nothing written
     RETRY = "retry"  # a 409 or a transient failure: re-read and resolve again later
     DEAD_LETTERED = "dead_lettered"  # cannot be resolved automatically; kept with its reason
-    PAUSED = "paused"  # automatic resolution is switched off for the database
 
 
 @dataclass(frozen=True)

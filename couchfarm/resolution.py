@@ -22,10 +22,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 from couchfarm.attachments import AttachmentChoiceError
+from couchfarm.couchapi import EngineCouch
 from couchfarm.errors import AncestorMissing, BadRequest, CouchError, NotFound, ResolverError, Unavailable
+from couchfarm.failures import Failure
 from couchfarm.models import BulkItemResult, ConflictSet, Leaf, Outcome, Rev
 from couchfarm.plan import Plan, build_plan, foreign_provenance, provenance
 from couchfarm.replies import LeafRead
@@ -55,16 +58,21 @@ class DocResult:
     strategy: str = ""
     revs: list[str] = field(default_factory=list)
     reason: str | None = None
-    error: str | None = None  #: error class name for dead letters
+    error: Failure | None = None  #: why it is dead-lettered or retried
     written: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     latency_ms: float = 0.0
     leaves_after: list[str] | None = None  #: every leaf rev the document was left with (RESOLVED, NOOP)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            k: (v.value if isinstance(v, Outcome) else v) for k, v in self.__dict__.items() if v is not None
-        }
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in self.__dict__.items() if v is not None}
+
+
+class Archiver(Protocol):
+    """Keeps what a resolution replaces before the losers are tombstoned (couchfarm/archive.py)."""
+
+    def record(self, db: str, plans: list[Plan], winner_revs: dict[str, str | None]) -> None:
+        """Raises ``CouchError`` unless every plan is kept."""
 
 
 class Engine:
@@ -72,10 +80,10 @@ class Engine:
 
     def __init__(
         self,
-        client: Any,
+        client: EngineCouch,
         router: Router,
         *,
-        archive: Any = None,
+        archive: Archiver | None = None,
         provenance: bool = False,
         schema_dir: str | None = None,
         deep_conflict_leaves: int = 3,
@@ -185,7 +193,7 @@ class Engine:
         resolver, spec = self.router.route(conflict.db, conflict)
         result = DocResult(conflict.db, conflict.doc_id, Outcome.NOOP, resolver.name, conflict.revs)
         if conflict.read_error is not None:
-            return retry(result, "ReadError", f"leaves not read completely: {conflict.read_error}")
+            return retry(result, Failure.READ_ERROR, f"leaves not read completely: {conflict.read_error}")
         if not conflict.leaves:
             result.reason = "the document does not exist (missing or purged)"
             return result
@@ -193,13 +201,13 @@ class Engine:
             try:
                 conflict = self.with_history(conflict)
             except CouchError as exc:
-                return retry(result, type(exc).__name__, f"revision history read failed: {exc}")
+                return retry(result, Failure.of(exc), f"revision history read failed: {exc}")
             self._report_undecided(conflict)
         if not is_conflict(conflict, spec.deletion):
             result.leaves_after = conflict.revs
             return result
         if conflict.doc_id.startswith("_design/") and not self.router.resolves_design_docs(conflict.db):
-            return dead(result, "DesignDocument", DESIGN_REASON)
+            return dead(result, Failure.DESIGN_DOCUMENT, DESIGN_REASON)
         if self.on_conflict is not None:
             self.on_conflict(conflict)
         if len(conflict.live) > self.deep_conflict_leaves:
@@ -208,34 +216,35 @@ class Engine:
         if validator is not None:
             for leaf in conflict.live:
                 if problems := validator.errors(leaf.body):
-                    return dead(
-                        result, "InvalidDocument", f"leaf {leaf.rev} is invalid: " + "; ".join(problems)
-                    )
+                    reason = f"leaf {leaf.rev} is invalid: " + "; ".join(problems)
+                    return dead(result, Failure.INVALID_DOCUMENT, reason)
         if self.provenance and (other := foreign_provenance(conflict, resolver.fingerprint)):
-            return dead(result, "ProvenanceMismatch", f"last merged by another strategy definition ({other})")
+            reason = f"last merged by another strategy definition ({other})"
+            return dead(result, Failure.PROVENANCE_MISMATCH, reason)
         if spec.strategy in BASE_STRATEGIES:
             try:
                 conflict = self.with_base(conflict, bases)
             except AncestorMissing as exc:
-                return retry(result, "AncestorMissing", str(exc))
+                return retry(result, Failure.ANCESTOR_MISSING, str(exc))
             except CouchError as exc:
-                return retry(result, type(exc).__name__, f"common ancestor read failed: {exc}")
+                return retry(result, Failure.of(exc), f"common ancestor read failed: {exc}")
         try:
             resolution = resolver.resolve(conflict)
         except Exception as exc:  # a strategy bug must not stall the farm; a time limit is no bug
             self._reraise_interrupt(exc)
             if isinstance(exc, ResolverError):
-                return dead(result, "ResolverError", str(exc))
-            return dead(result, "ResolverError", f"{resolver.name} raised {type(exc).__name__}: {exc}")
+                return dead(result, Failure.RESOLVER_ERROR, str(exc))
+            reason = f"{resolver.name} raised {type(exc).__name__}: {exc}"
+            return dead(result, Failure.RESOLVER_ERROR, reason)
         if resolution.unresolvable is not None:
-            return dead(result, "Unresolvable", resolution.unresolvable)
+            return dead(result, Failure.UNRESOLVABLE, resolution.unresolvable)
         mark = provenance(conflict, resolver.name, resolver.fingerprint) if self.provenance else None
         try:
             plan = build_plan(conflict, resolution, resolver.name, mark=mark)
         except AttachmentChoiceError as exc:
-            return dead(result, "Unresolvable", str(exc))
+            return dead(result, Failure.UNRESOLVABLE, str(exc))
         if validator is not None and plan.merged is not None and (problems := validator.errors(plan.merged)):
-            return dead(result, "InvalidDocument", "merged result is invalid: " + "; ".join(problems))
+            return dead(result, Failure.INVALID_DOCUMENT, "merged result is invalid: " + "; ".join(problems))
         return plan
 
     def _reraise_interrupt(self, exc: BaseException) -> None:
@@ -306,7 +315,9 @@ class Engine:
     ) -> list[DocResult]:
         conflicts, failure, started = read
         if failure is not None:
-            return [DocResult(db, d, Outcome.RETRY, reason=failure, error="Unavailable") for d in doc_ids]
+            return [
+                DocResult(db, d, Outcome.RETRY, reason=failure, error=Failure.UNAVAILABLE) for d in doc_ids
+            ]
         bases = self.prefetch_bases(db, conflicts)
         plans: list[Plan] = []
         results: dict[str, DocResult] = {}
@@ -338,7 +349,7 @@ class Engine:
                     self._inline_attachments(db, p)
             except CouchError as exc:
                 results[p.doc_id] = self._result(
-                    p, Outcome.RETRY, f"attachment read failed: {exc}", type(exc).__name__
+                    p, Outcome.RETRY, f"attachment read failed: {exc}", Failure.of(exc)
                 )
         plans = [p for p in plans if p.doc_id not in results]
         winners = [p for p in plans if p.winner_write is not None]
@@ -347,7 +358,7 @@ class Engine:
         except CouchError as exc:
             reason = f"winner write failed: {exc}"
             return results | {
-                p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in plans
+                p.doc_id: self._result(p, Outcome.RETRY, reason, Failure.of(exc)) for p in plans
             }
         by_doc = {p.doc_id: item for p, item in zip(winners, outcome, strict=True)}
         for plan in plans:
@@ -367,13 +378,13 @@ class Engine:
                 self.archive.record(db, safe, {d: r.rev for d, r in winners.items()})
             except CouchError as exc:
                 reason = f"archive write failed, losers kept: {exc}"
-                return {p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in safe}
+                return {p.doc_id: self._result(p, Outcome.RETRY, reason, Failure.of(exc)) for p in safe}
         docs = [t for p in safe for t in p.tombstones]
         try:
             items = self._bulk(db, docs)
         except CouchError as exc:
             reason = f"tombstones failed (winner is safe): {exc}"
-            return {p.doc_id: self._result(p, Outcome.RETRY, reason, type(exc).__name__) for p in safe}
+            return {p.doc_id: self._result(p, Outcome.RETRY, reason, Failure.of(exc)) for p in safe}
         per_doc: dict[str, list[BulkItemResult]] = {}
         for item in items:
             per_doc.setdefault(item.id, []).append(item)
@@ -418,7 +429,7 @@ class Engine:
 
     @staticmethod
     def _result(
-        plan: Plan, outcome: Outcome, reason: str | None = None, error: str | None = None
+        plan: Plan, outcome: Outcome, reason: str | None = None, error: Failure | None = None
     ) -> DocResult:
         return DocResult(
             plan.conflict.db, plan.doc_id, outcome, plan.strategy, plan.conflict.revs, reason, error
@@ -427,8 +438,8 @@ class Engine:
     def _failed(self, plan: Plan, item: BulkItemResult, step: str) -> DocResult:
         reason = f"{step} write {item.error}: {item.reason}"
         if item.kind == "conflict" or item.error == "missing_result":
-            return self._result(plan, Outcome.RETRY, reason, "Conflict")
-        return self._result(plan, Outcome.DEAD_LETTERED, reason, "Rejected")
+            return self._result(plan, Outcome.RETRY, reason, Failure.CONFLICT)
+        return self._result(plan, Outcome.DEAD_LETTERED, reason, Failure.REJECTED)
 
 
 def leaves_after(plan: Plan, written: list[str]) -> list[str]:
@@ -439,12 +450,12 @@ def leaves_after(plan: Plan, written: list[str]) -> list[str]:
     return sorted((set(plan.conflict.revs) - superseded) | set(written))
 
 
-def dead(result: DocResult, error: str, reason: str) -> DocResult:
+def dead(result: DocResult, error: Failure, reason: str) -> DocResult:
     result.outcome, result.error, result.reason = Outcome.DEAD_LETTERED, error, reason
     return result
 
 
-def retry(result: DocResult, error: str, reason: str) -> DocResult:
+def retry(result: DocResult, error: Failure, reason: str) -> DocResult:
     """Leave the document for a later attempt; after ``max_retries`` the retry loop dead-letters
     it with this reason."""
     result.outcome, result.error, result.reason = Outcome.RETRY, error, reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,7 +26,13 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from couchfarm import tls
 from couchfarm.errors import ConfigError
@@ -77,7 +84,26 @@ class DatabaseRule(StrategySpec):
         return _refuse_if(db_name_problem(value, globs=True), value)
 
 
+#: The variables of the ``Settings.load`` running in this thread (or task); none outside a load.
+_LOADING: ContextVar[Mapping[str, str] | None] = ContextVar("couchfarm_settings_env", default=None)
+
+
+class MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' source of environment variables, fed from a given mapping instead of
+    ``os.environ``: the ``COUCHFARM_*`` variables ``Settings.load`` was given."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self.env = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {(k if self.case_sensitive else k.lower()): v for k, v in self.env.items()}
+
+
 class Settings(BaseSettings):
+    """Every setting, typed. Built by :meth:`load` from a file, variables and overrides; built
+    directly (``Settings(farm="x")``) it takes its arguments and the defaults, never the environment."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", populate_by_name=True)
 
     # CouchDB
@@ -160,6 +186,19 @@ class Settings(BaseSettings):
     def config_dir(self) -> str | None:
         """The folder of the settings file: relative schema paths are looked up there too."""
         return self._config_dir
+
+    @property
+    def config_file(self) -> str | None:
+        """The settings file these settings were loaded from (as given), if any."""
+        return str(self._origins.config) if self._origins and self._origins.config else None
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """The same file and variables loaded again with more ``overrides``: a value known only at run
+        time (the URL of the Redis ``couchfarm run`` starts), checked like any other."""
+        if self._origins is None:
+            return self.model_copy(update=overrides)
+        origins = self._origins
+        return type(self).load(origins.config, env=origins.env, **{**origins.overrides, **overrides})
 
     def source_of(self, name: str) -> str:
         """Where setting ``name`` came from: ``command line``, ``environment variable X``,
@@ -244,7 +283,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        return (init_settings, MappingEnvSource(settings_cls, _LOADING.get() or {}))
 
     @classmethod
     def load(
@@ -254,7 +293,10 @@ class Settings(BaseSettings):
         env: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Build the settings from a file, the environment and overrides; ``ConfigError`` if bad."""
+        """Build the settings from a file, the environment and overrides; ``ConfigError`` if bad.
+
+        ``env``: the variables to read (``os.environ`` when not given); nothing else is read, and
+        ``os.environ`` is never changed, so loads in several threads do not see each other's."""
         env = os.environ if env is None else env
         config = config or env.get(f"{ENV_PREFIX}CONFIG") or None
         data, lines = ({}, {}) if config is None else read_yaml(Path(config))
@@ -263,14 +305,13 @@ class Settings(BaseSettings):
                 data.pop(key)  # the environment wins over the file
         data.update({k: v for k, v in overrides.items() if v is not None})
         origins = Origins(config, lines, env, overrides)
-        saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        loading = _LOADING.set(env)
         try:
-            _swap_env(saved, {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
             settings = cls(**data)
         except ValidationError as exc:
             raise _config_error(exc, origins) from None
         finally:
-            _swap_env({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}, saved)
+            _LOADING.reset(loading)
         settings._config_dir = str(Path(config).resolve().parent) if config else None
         settings._origins = origins
         clashes = contradictions(settings, origins)
@@ -293,12 +334,6 @@ class Settings(BaseSettings):
         from fnmatch import fnmatchcase
 
         return next((r for r in self.databases if fnmatchcase(db, r.name)), None)
-
-
-def _swap_env(remove: Mapping[str, str], add: Mapping[str, str]) -> None:
-    for key in remove:
-        os.environ.pop(key, None)
-    os.environ.update(add)
 
 
 def _refuse_if(problem: str | None, value: T) -> T:

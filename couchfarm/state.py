@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from couchfarm import keys
 from couchfarm.errors import LeaseLost
 from couchfarm.keys import Keyspace
+from couchfarm.settings import Settings
 
 FENCE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
@@ -287,12 +288,14 @@ class FarmState:
             self.mirror.set_paused(db, True)
         self.redis.sadd(self.ks(keys.PAUSED), db)
 
-    def resume(self, db: str) -> None:
+    def unpause(self, db: str) -> None:
+        """Undo ``pause``: the follower reads again from where it stopped."""
         self.redis.srem(self.ks(keys.PAUSED), db)
         if self.mirror is not None:
             self.mirror.set_paused(db, False)
 
     def is_paused(self, db: str) -> bool:
+        """Whether the pause set holds ``db`` (``pause``); :func:`paused` adds the settings' rule."""
         return bool(self.redis.sismember(self.ks(keys.PAUSED), db))
 
     def forget(self, db: str) -> None:
@@ -380,3 +383,11 @@ _SCRIPTS = {
     "acquire_many": _ACQUIRE_MANY,
     "renew_many": _RENEW_MANY,
 }
+
+
+def paused(settings: Settings, db: str, in_pause_set: bool) -> bool:
+    """Whether automatic resolution of ``db`` is off, the one rule for the follower, ``status`` and the
+    UI: the farm's pause set holds it (``conflicts pause``: ``in_pause_set``, from
+    :meth:`FarmState.is_paused` or a round's snapshot) or its database rule says ``paused: true``."""
+    rule = settings.rule_for(db)
+    return in_pause_set or (rule is not None and rule.paused)

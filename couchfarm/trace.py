@@ -4,9 +4,10 @@ processes.
 
 The dispatcher starts a trace per batch; the task continues it (a child span); while it runs, the
 ``current`` context variable holds the traceparent, which the CouchDB transport sends as a header
-and the log filter adds to records (``trace_id``). With OpenTelemetry installed and
-``COUCHFARM_OTEL``-style configuration at the edge, ``span()`` also records real spans; otherwise
-it is a no-op.
+and the log filter adds to records (``trace_id``). With the OpenTelemetry SDK installed and
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set, a command calls :func:`enable_opentelemetry` at start
+(workers/cli_common.py) and every :func:`activated` block is also a real span, exported as the
+standard ``OTEL_*`` variables configure; otherwise tracing costs a context variable.
 """
 
 from __future__ import annotations

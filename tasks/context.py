@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -22,6 +22,9 @@ from couchfarm.ledger import Ledger
 from couchfarm.resolution import Engine
 from couchfarm.settings import Settings
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 _lock = threading.Lock()
 _settings: Settings | None = None
 _context: WorkerContext | None = None
@@ -32,7 +35,7 @@ class WorkerContext:
     settings: Settings
     engine: Engine
     dead_letters: DeadLetters
-    redis: Any
+    redis: Redis  #: the state Redis (decoded strings)
     life: BatchLife
     insights: InsightRecorder
 
@@ -84,7 +87,7 @@ def show_in_flower(entry: DeadLetter) -> None:
     farm = str(settings.farm)
     extra = {"ui_link": ui_link(settings.ui_url, entry.id)} if settings.ui_url else {}
     dead_letter.apply_async(
-        args=[entry.db, entry.doc_id, entry.error, entry.reason, entry.id, entry.correlation_id],
+        args=[entry.db, entry.doc_id, entry.error.value, entry.reason, entry.id, entry.correlation_id],
         kwargs={"farm": farm, **extra},
         queue=f"couchfarm.{farm}",
     )

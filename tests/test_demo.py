@@ -8,6 +8,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the demo starts servers and the farm as processes
+
 
 def test_demo_runs_to_a_clean_end() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COUCHFARM_")}

@@ -1,4 +1,5 @@
-"""The Celery application, configured for safety on a Redis broker (docs/architecture.md, "Delivery").
+"""The Celery application, configured for safety on a Redis broker (docs/celery-notes.md; the batch
+ledger that makes redelivery safe: docs/architecture.md, "The life of a batch").
 
 Settings are read once at process start and handed to the tasks through ``tasks.context.configure``,
 never through ``app.conf`` (Celery shows its configuration to Flower and remote-control clients).
@@ -19,7 +20,7 @@ from workers.logs import make_handler
 # Redis has no real acknowledgement: kombu re-queues any message unacknowledged for longer than the
 # visibility timeout, so a task running longer than that runs twice. It is set far above the longest
 # task (``task_time_limit``) plus the longest retry countdown, and in every place Celery reads it
-# (celery#7651: a value set in only one place is ignored by the others).
+# (a value set in only one place is ignored by the others: docs/celery-notes.md).
 VISIBILITY_MARGIN = 3.0
 
 

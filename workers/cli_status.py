@@ -19,8 +19,8 @@ from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from couchfarm.metrics import BATCH_STATES
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState
-from workers.cli_common import config_options, echo_json, load_settings
+from couchfarm.state import FarmState, paused
+from workers.cli_common import echo_json, pass_settings
 from workers.farm import stores
 
 
@@ -52,7 +52,6 @@ def status_report(
         owner, ttl_ms, token, lag, inflight = flat[5 * i : 5 * i + 5]
         snap = book.snapshot(db)
         cp, batches = snap.checkpoint, snap.batches
-        rule = settings.rule_for(db)
         report.append(
             {
                 "farm": state.farm,
@@ -70,7 +69,7 @@ def status_report(
                 "inflight_docs": int(inflight),
                 "dead_letters": snap.dead_letters,
                 "overlap": snap.overlap,
-                "paused": snap.paused or bool(rule and rule.paused),
+                "paused": paused(settings, db, snap.paused),
             }
         )
     return report
@@ -121,13 +120,12 @@ def summary(report: list[dict[str, Any]], top: int) -> None:
 
 
 @click.command()
-@config_options
+@pass_settings
 @click.option("--db", "dbs", multiple=True, help="Database name or glob (repeatable); all followed if none.")
 @click.option("--top", default=20, show_default=True, help="Above this many databases, summarise.")
 @click.option("--json", "as_json", is_flag=True, help="Every database's detail as JSON.")
-def status(config: str | None, couch_url: str | None, dbs: tuple[str, ...], top: int, as_json: bool) -> None:
+def status(settings: Settings, dbs: tuple[str, ...], top: int, as_json: bool) -> None:
     """Per database: lease holder and token, checkpoints, lag, open batches, dead letters."""
-    settings = load_settings(config, couch_url=couch_url)
     report = status_report(settings, dbs)
     if as_json:
         echo_json(report)

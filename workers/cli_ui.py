@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from workers.cli_common import config_options, load_settings
+from couchfarm.settings import Settings
+from workers.cli_common import pass_settings
 
 
 @click.command()
-@config_options
+@pass_settings
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -33,8 +34,7 @@ from workers.cli_common import config_options, load_settings
 )
 @click.option("--unauthenticated", is_flag=True, help="Run without authentication (refused otherwise).")
 def ui(
-    config: str | None,
-    couch_url: str | None,
+    settings: Settings,
     host: str,
     port: int,
     dbs: tuple[str, ...],
@@ -49,7 +49,7 @@ def ui(
     from couchfarm import factory
     from workers.ui.server import application, serve
 
-    settings = factory.with_farm(load_settings(config, couch_url=couch_url))  # one farm's page
+    settings = factory.with_farm(settings)  # one farm's page
     app = application(settings, dbs=dbs, read_only=read_only, unauthenticated=unauthenticated)
     factory.state_redis(settings).ping()  # no Redis, no page: say so now rather than on every request
     if unauthenticated and not (settings.ui_user and settings.ui_password):

@@ -145,7 +145,7 @@ class PouchServer(Managed):
             return False
 
     def ensure(self) -> None:
-        """Restart if a request crashed the server (see COUCHDB.md §3); its data is gone then."""
+        """Restart if a request crashed the server (docs/couchdb-notes.md §7); its data is gone then."""
         if self.proc is None or self.proc.poll() is not None or not self.alive():
             self.stop()
             self.start()

@@ -37,7 +37,7 @@ from couchfarm.errors import CouchError, Forbidden, LeaseLost, NotFound, Unautho
 from couchfarm.feeds import ChangeRow, ChangesPage, Seq
 from couchfarm.ledger import Batch, Ledger, Snapshot, Timing
 from couchfarm.settings import Settings
-from couchfarm.state import FarmState, Lease
+from couchfarm.state import FarmState, Lease, paused
 
 log = logging.getLogger("couchfarm.dispatcher")
 MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors ``done``
@@ -82,7 +82,7 @@ class Follower:
         self.buffer: dict[str, list[str]] = {}  #: document -> its leaf revs as the feed showed them
         self.buffer_since = 0.0
         self.position: Seq = None
-        self.resumed = False
+        self.positioned = False  #: the position is taken from the checkpoints (continue_from_checkpoint)
         self.must_read = True  #: the first round reads; so does every round after a full page
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
@@ -102,8 +102,8 @@ class Follower:
         if self.lost:
             return None
         try:
-            if not self.resumed:
-                self.resume()
+            if not self.positioned:
+                self.continue_from_checkpoint()
             marked = self.state.take_dirty(self.db)  # a change from now on marks it again
             after = self.step(read=marked or self.must_read)
             self._failures = 0
@@ -128,7 +128,7 @@ class Follower:
             )
             return wait
 
-    def resume(self) -> None:
+    def continue_from_checkpoint(self) -> None:
         """Continue from ``read``; with no Redis checkpoint, from the ``_local`` mirror of ``done``
         unless the mirror predates a ``checkpoint reset`` (its token is not newer than the reset).
 
@@ -164,7 +164,7 @@ class Follower:
                 self.db,
                 extra={"db": self.db, "since": self.position},
             )
-        self.resumed = True
+        self.positioned = True
 
     # -- one round ------------------------------------------------------------------------------
 
@@ -174,8 +174,7 @@ class Follower:
         not cost a feed read every ``pump_every``."""
         snap = self.ledger.snapshot(self.db)
         self.pump(snap)
-        rule = self.settings.rule_for(self.db)
-        if snap.paused or (rule is not None and rule.paused):
+        if paused(self.settings, self.db, snap.paused):
             self.idle = not snap.batches
             if self._lag is None:  # paused since this follower started: the lag Redis last kept
                 self._lag = self.state.lag(self.db) or 0

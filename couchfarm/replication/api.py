@@ -3,7 +3,7 @@
 Kept next to the control plane instead of on ``CouchClient`` because only it uses them. Each
 function's docstring is its HTTP contract. Endpoints pouchdb-server lacks (``_scheduler/*``,
 ``_local_docs``) answer ``None`` there, and the caller falls back (see ``status.py``), saying so in a
-debug log, as COUCHDB.md asks.
+debug log (docs/couchdb-notes.md).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def delete_doc(client: CouchClient, doc_id: str, rev: str) -> None:
     """``DELETE /_replicator/{id}?rev=``; 409 ``Conflict`` when ``rev`` is stale.
 
     On CouchDB this cancels the job. Never call it for a *running* job on pouchdb-server: its
-    replicator re-reads the deleted document and the process dies (COUCHDB.md §3).
+    replicator re-reads the deleted document and the process dies (docs/couchdb-notes.md §7).
     """
     client.http.request("DELETE", f"{REPLICATOR}/{quote_id(doc_id)}", params={"rev": rev})
 

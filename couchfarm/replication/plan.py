@@ -6,9 +6,9 @@ the server writes (``_replication_*``, ``owner``) are ignored when comparing, so
 job is not mistaken for a changed spec. Values shown in a plan are masked: a credential change shows
 as ``credentials differ``.
 
-pouchdb-server limits (COUCHDB.md) turn some changes into ``blocked`` ones, which ``apply`` skips and
-reports: its validate function refuses any edit of a running job (403), deleting a running job kills
-the process, and a ``selector`` replication from it kills the source's process.
+pouchdb-server's limits (docs/couchdb-notes.md §6, §7) turn some changes into ``blocked`` ones, which
+``apply`` skips and reports: its validate function refuses any edit of a running job (403), deleting
+a running job kills the process, and a ``selector`` replication from it kills the source's process.
 
 The declared ``_security`` objects are planned alongside (``security_plan.py``); their warnings (a
 change that would open a database to everyone) are the plan's ``warnings``.

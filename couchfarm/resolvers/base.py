@@ -8,10 +8,10 @@ engine calls. Keeping the two apart lets no strategy think about deletions at al
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from couchfarm.canonical import canonical, dumps
 from couchfarm.errors import ConfigError
 from couchfarm.models import ConflictSet, Leaf, Resolution, winner_key
 from couchfarm.settings import StrategySpec
@@ -100,16 +100,6 @@ class Options:
             raise self.error(unknown[0], f"is unknown (known options: {known})")
 
 
-def canonical(value: Any) -> Any:
-    """A deep copy with every object's keys sorted: CouchDB hashes the body as given, so two
-    replicas produce the same revision id only if they write the same key order."""
-    if isinstance(value, dict):
-        return {key: canonical(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(item) for item in value]
-    return value
-
-
 def merged(
     body: Mapping[str, Any],
     chosen: tuple[Leaf, ...] = (),
@@ -129,11 +119,6 @@ def preferred(leaves: tuple[Leaf, ...], key: Callable[[Leaf], Any]) -> tuple[Lea
     return tuple(sorted(leaves, key=key, reverse=True))
 
 
-def json_text(value: Any) -> str:
-    """Canonical JSON text: the identity of a value (``1`` and ``true`` differ, key order does not)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def rank(leaf: Leaf) -> tuple[bool, int, str]:
     """CouchDB's winner order: the last tie-break of every strategy, total because revs are unique."""
     return winner_key(leaf.rev, leaf.deleted)
@@ -146,4 +131,4 @@ def current_winner(leaves: tuple[Leaf, ...]) -> Leaf:
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
     """Twelve hex digits of SHA-256 over the canonical JSON of ``parts``."""
-    return hashlib.sha256(json_text(parts).encode()).hexdigest()[:12]
+    return hashlib.sha256(dumps(parts).encode()).hexdigest()[:12]

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
+from couchfarm.canonical import dumps
 from couchfarm.models import ConflictSet, Leaf, Resolution
-from couchfarm.resolvers.base import Options, current_winner, json_text, merged, rank
+from couchfarm.resolvers.base import Options, current_winner, merged, rank
 from couchfarm.resolvers.lattice import LATTICE, MISSING, MergeError, Rule, merge_values, parse_rule
 from couchfarm.resolvers.values import instant
 
@@ -180,19 +181,19 @@ class FieldMerge:
 
 def _copy(stub: Any) -> Any:
     """An attachment copy as a comparable value: its digest and content type."""
-    return MISSING if stub is MISSING else json_text([stub.get("digest"), stub.get("content_type")])
+    return MISSING if stub is MISSING else dumps([stub.get("digest"), stub.get("content_type")])
 
 
 def _ident(value: Any) -> str:
-    return "\0missing" if value is MISSING else json_text(value)
+    return "\0missing" if value is MISSING else dumps(value)
 
 
 def _priority_key(rule: Rule, pair: tuple[Leaf, Any]) -> tuple[int, Any]:
     leaf, value = pair
     place = len(rule.order) + 1
     if value is not MISSING:
-        text = json_text(value)
-        place = next((i for i, best in enumerate(rule.order) if json_text(best) == text), len(rule.order))
+        text = dumps(value)
+        place = next((i for i, best in enumerate(rule.order) if dumps(best) == text), len(rule.order))
     return (-place, rank(leaf))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
 
-from couchfarm.resolvers.base import canonical, json_text
+from couchfarm.canonical import canonical, dumps
 from couchfarm.resolvers.values import canon_key, instant
 
 RULES = ("lww", "max", "min", "union", "append", "priority", "keep", "drop")
@@ -107,7 +107,7 @@ def _lists(rule: Rule, values: list[Any]) -> list[list[Any]]:
 
 
 def _union(rule: Rule, values: list[Any]) -> list[Any]:
-    items = {json_text(item): item for value in _lists(rule, values) for item in value}
+    items = {dumps(item): item for value in _lists(rule, values) for item in value}
     return [canonical(item) for item in sorted(items.values(), key=canon_key)]
 
 
@@ -119,7 +119,7 @@ def _append(rule: Rule, values: list[Any]) -> list[Any]:
         for record in value:
             if not isinstance(record, dict) or rule.key not in record:
                 raise MergeError(f"append needs objects with a {rule.key!r} member, got {record!r}")
-            ident = json_text(record[rule.key])
+            ident = dumps(record[rule.key])
             if ident not in best or canon_key(record) > canon_key(best[ident]):
                 best[ident] = record
     return [canonical(r) for r in sorted(best.values(), key=lambda r: canon_key(r[rule.key]))]

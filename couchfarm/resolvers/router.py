@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from couchfarm.canonical import dumps
 from couchfarm.errors import ConfigError
 from couchfarm.models import ConflictSet
-from couchfarm.resolvers.base import Resolver, json_text
+from couchfarm.resolvers.base import Resolver
 from couchfarm.resolvers.registry import build_resolver
 from couchfarm.settings import DatabaseRule, StrategySpec, TypeRule
 
@@ -56,7 +57,7 @@ class Router:
         return _own(rule) if type_rule is None else effective(rule, type_rule)
 
     def _resolver(self, spec: StrategySpec) -> Resolver:
-        key = json_text([spec.strategy, spec.options, spec.deletion])
+        key = dumps([spec.strategy, spec.options, spec.deletion])
         if key not in self._cache:
             self._cache[key] = build_resolver(spec)
         return self._cache[key]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from couchfarm.resolvers.base import json_text
+from couchfarm.canonical import dumps
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -47,7 +47,7 @@ def instant(value: Any) -> Fraction | None:
 def canon_key(value: Any) -> tuple[int, Any, str, str]:
     """A total order over JSON values: null < booleans < numbers < strings < arrays and objects
     (by canonical text); equal numbers of different spelling (``1``, ``1.0``) by their text."""
-    text = json_text(value)
+    text = dumps(value)
     if value is None:
         return (0, 0, "", text)
     if isinstance(value, bool):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
 from bench.server import find_server, is_loopback
 
 
+@pytest.mark.integration  # listens on a loopback port
 def test_the_process_listening_on_a_loopback_url_is_found() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -435,6 +435,7 @@ def status_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
     return capsys.readouterr().out
 
 
+@pytest.mark.integration  # runs the health check in a Python subprocess
 @pytest.mark.parametrize(
     ("case", "healthy", "message"),
     [
@@ -462,6 +463,7 @@ def test_dispatcher_health_check_measures_progress(
         assert message in done.stderr
 
 
+@pytest.mark.integration  # runs the health check in a Python subprocess
 def test_dispatcher_health_check_fails_when_status_fails() -> None:
     for proc in dispatcher_checks():
         done = subprocess.run(

@@ -127,6 +127,7 @@ def test_component_lists_its_files() -> None:
     }
 
 
+@pytest.mark.integration  # runs scripts/prometheus-rule
 def test_prometheus_rule_holds_exactly_the_rules_of_alerts_yaml() -> None:
     [rule] = [m for m in component() if m.kind == "PrometheusRule"]
     assert rule.doc["apiVersion"] == "monitoring.coreos.com/v1"
@@ -199,6 +200,7 @@ def test_overlay_adds_the_component_to_the_base_with_the_same_images() -> None:
     assert overlay["images"] == base["images"] and overlay["namespace"] == base["namespace"]
 
 
+@pytest.mark.integration  # runs kubectl
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for its kustomize) is not installed")
 def test_kustomize_builds_the_farm_with_its_monitoring() -> None:
     built = subprocess.run(

@@ -18,8 +18,8 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
-from tests.farm.procs import Farm, wait_for
-from tests.helpers import FARM, make_conflict
+from tests.farm.procs import Farm
+from tests.helpers import FARM, make_conflict, wait_for
 from workers.local_servers import PouchServer, RedisServer, free_port
 
 COUCH_PW = "Pw-s3cret-XYZ"

@@ -20,10 +20,10 @@ import pytest
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
-from tests.farm.procs import Farm, children, wait_for
+from tests.farm.procs import Farm, children
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_recovery import farm_config, ready
-from tests.helpers import FARM, seed_conflicts
+from tests.helpers import FARM, seed_conflicts, wait_for
 
 DOCS = 3000
 TTL = 2.0

@@ -20,8 +20,8 @@ from couchfarm.dispatch.follower import MIRROR
 from couchfarm.ledger import Ledger
 from couchfarm.scan import scan
 from couchfarm.state import FarmState
-from tests.farm.procs import Farm, children, wait_for
-from tests.helpers import FARM, make_conflict
+from tests.farm.procs import Farm, children
+from tests.helpers import FARM, make_conflict, wait_for
 
 
 def config(tmp: Path, function: str = "newest", **extra: Any) -> str:
@@ -266,6 +266,6 @@ def test_a_paused_database_is_left_for_people_and_resumes(
     assert conflicted(client, db) == 6 and not Ledger(state.redis, FARM).batches(
         db
     )  # nothing read, nothing sent
-    state.resume(db)
+    state.unpause(db)
     wait_for(lambda: conflicted(client, db) == 0, 60, "resolved after resume, from the same checkpoint")
     assert state.overlap(db) == 0

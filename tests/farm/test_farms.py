@@ -19,10 +19,10 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from tests.farm.procs import Farm, wait_for
+from tests.farm.procs import Farm
 from tests.farm.test_farm import PREFIX, conflicted
 from tests.farm.test_recovery import ready
-from tests.helpers import FARM, seed_conflicts
+from tests.helpers import FARM, seed_conflicts, wait_for
 from workers.local_servers import PouchServer
 
 DOCS = 300
@@ -30,11 +30,8 @@ DOCS = 300
 
 @pytest.fixture
 def second_server() -> Iterator[PouchServer]:
-    server = PouchServer().start()
-    try:
+    with PouchServer().start() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def lww_config(tmp: Path, name: str, extra: str = "") -> str:

@@ -17,11 +17,11 @@ import pytest
 from couchfarm import keys
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
-from tests.farm.procs import FAST, Farm, wait_for
+from tests.farm.procs import FAST, Farm
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_farms import lww_config, winners_ok
 from tests.farm.test_recovery import ready
-from tests.helpers import FARM, seed_conflicts
+from tests.helpers import FARM, seed_conflicts, wait_for
 
 DATABASES = 1000
 PER_DB = 2

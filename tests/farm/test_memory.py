@@ -16,10 +16,10 @@ from couchfarm import keys
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
-from tests.farm.procs import Farm, wait_for
+from tests.farm.procs import Farm
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_recovery import farm_config, ready
-from tests.helpers import FARM, seed_conflicts
+from tests.helpers import FARM, seed_conflicts, wait_for
 
 DOCS = int(os.environ.get("TEST_MEMORY_DOCS", 10_000))
 LIMIT_MB = 8.0  #: docs/architecture.md: Redis grows by less than this for 10,000 resolved documents

@@ -20,9 +20,9 @@ from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.ledger import Ledger
-from tests.farm.procs import Farm, wait_for
+from tests.farm.procs import Farm
 from tests.farm.test_farm import conflicted, dbs, seed
-from tests.helpers import FARM
+from tests.helpers import FARM, wait_for
 
 TTL = 2.0  #: lease_ttl of tests/farm/procs.py FAST
 SLACK = 3.0  #: resolving the batch itself and starting processes on a busy 2-core machine

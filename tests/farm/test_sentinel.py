@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from couchfarm.couch import CouchClient
-from tests.farm.procs import Farm, wait_for
+from tests.farm.procs import Farm
 from tests.farm.sentinels import MASTER, SentinelGroup
 from tests.farm.test_farm import PREFIX
 from tests.farm.test_farms import lww_config, winners_ok
 from tests.farm.test_recovery import ready
-from tests.helpers import seed_conflicts
+from tests.helpers import seed_conflicts, wait_for
 
 
 def tokens(log: str) -> list[int]:

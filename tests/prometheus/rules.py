@@ -23,9 +23,12 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "couchfarm.json"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 UNIT_TESTS = Path(__file__).resolve().parent / "alerts_test.yaml"
 
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None,
-    reason="promtool is not installed (Debian's prometheus package; .ci/run installs it)",
+#: runs promtool: the integration tier (tests/tiers.py), skipped where promtool is not installed
+needs_promtool = pytest.mark.integration(
+    pytest.mark.skipif(
+        shutil.which("promtool") is None,
+        reason="promtool is not installed (Debian's prometheus package; .ci/run installs it)",
+    )
 )
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None,

@@ -20,7 +20,7 @@ from tests.prometheus.rules import (
     variable_queries,
 )
 
-#: what the dashboard must show (docs/operations.md, "Dashboard")
+#: what the dashboard must show (docs/operations.md, "Alerts and dashboard")
 SHOWN = {
     "farm_db:couchfarm_conflicts_detected:rate5m": "conflicts found per second",
     "farm_db_outcome:couchfarm_documents:rate5m": "resolved and dead-lettered per second",

@@ -30,8 +30,8 @@ from couchfarm import metrics
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.scan import scan
-from tests.farm.procs import Farm, wait_for
-from tests.helpers import FARM, make_conflict
+from tests.farm.procs import Farm
+from tests.helpers import FARM, make_conflict, wait_for
 from tests.prometheus import promql
 from tests.prometheus.rules import (
     ALERTS,

@@ -22,6 +22,15 @@ def write_topology(tmp_path: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="module")
+def two_nodes() -> Iterator[dict[str, PouchServer]]:
+    servers = start_nodes(["a", "b"])
+    try:
+        yield servers
+    finally:
+        stop_nodes(servers)
+
+
+@pytest.fixture(scope="module")
 def three_nodes() -> Iterator[dict[str, PouchServer]]:
     servers = start_nodes(["a", "b", "c"])
     try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from click.testing import CliRunner, Result
 
@@ -55,16 +52,6 @@ def run_cli(args: list[str], env: dict[str, str]) -> Result:
             code, error = 1, exc
         stdout, stderr, output = out.getvalue(), err.getvalue(), both.getvalue()
     return Result(runner, stdout, stderr, output, None, code, error)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def clients(servers: dict[str, PouchServer]) -> dict[str, CouchClient]:

@@ -155,6 +155,7 @@ def point_at(stub: StubServer) -> None:
         doc[end] = doc[end].replace("127.0.0.1:25984", stub.url.split("://")[1])
 
 
+@pytest.mark.integration  # an HTTP stub on a loopback port
 @pytest.mark.parametrize(
     ("entry", "local_docs"),
     [(body("07a", 2), False), (body("07a", 3), True)],

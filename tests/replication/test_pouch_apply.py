@@ -13,7 +13,8 @@ from pathlib import Path
 
 from couchfarm.couch import CouchClient
 from couchfarm.replication.api import get_doc, put_doc, replicator_docs
-from tests.replication.helpers import clients, env_for, run_cli, topology_text, wait_for
+from tests.helpers import wait_for
+from tests.replication.helpers import clients, env_for, run_cli, topology_text
 from workers.local_servers import PouchServer
 
 Writer = Callable[[str], Path]

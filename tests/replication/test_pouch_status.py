@@ -4,36 +4,18 @@ from the documents' own fields, progress from the checkpoint itself, and a dead 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from couchfarm.couch import CouchClient
 from couchfarm.replication.api import get_doc, put_doc
 from couchfarm.replication.endpoints import end_of, pouch_checkpoint_id
 from couchfarm.replication.models import strip_server_fields
-from tests.replication.helpers import (
-    clients,
-    env_for,
-    run_cli,
-    start_nodes,
-    stop_nodes,
-    topology_text,
-    wait_for,
-)
+from tests.helpers import wait_for
+from tests.replication.helpers import clients, env_for, run_cli, topology_text
 from workers.local_servers import PouchServer, free_port
 
 Writer = Callable[[str], Path]
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[dict[str, PouchServer]]:
-    servers = start_nodes(["a", "b"])
-    try:
-        yield servers
-    finally:
-        stop_nodes(servers)
 
 
 def state(client: CouchClient, doc_id: str) -> str | None:

@@ -5,26 +5,15 @@ databases; a wrong password never reaches a ``_replicator`` document (pouchdb-se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from couchfarm.couch import CouchClient
 from couchfarm.replication.api import get_doc, replicator_docs
-from tests.replication.helpers import clients, env_for, run_cli, start_nodes, stop_nodes, topology_text
+from tests.replication.helpers import clients, env_for, run_cli, topology_text
 from workers.local_servers import PouchServer, free_port
 
 Writer = Callable[[str], Path]
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[dict[str, PouchServer]]:
-    servers = start_nodes(["a", "b"])
-    try:
-        yield servers
-    finally:
-        stop_nodes(servers)
 
 
 def ids(client: CouchClient, db: str) -> set[str]:
@@ -35,9 +24,11 @@ def sync_id(db: str, source: PouchServer, target: PouchServer) -> str:
     return f"couchfarm-sync:{db}:127.0.0.1:{source.port}->127.0.0.1:{target.port}"
 
 
-def test_push_wait_copies_and_a_second_run_rewrites_the_finished_one(pair: dict[str, PouchServer]) -> None:
-    a, b = pair["a"], pair["b"]
-    nodes = clients(pair)
+def test_push_wait_copies_and_a_second_run_rewrites_the_finished_one(
+    two_nodes: dict[str, PouchServer],
+) -> None:
+    a, b = two_nodes["a"], two_nodes["b"]
+    nodes = clients(two_nodes)
     for c in nodes.values():
         c.create_db("p1")
     nodes["a"].put("p1", {"_id": "one"})
@@ -57,10 +48,10 @@ def test_push_wait_copies_and_a_second_run_rewrites_the_finished_one(pair: dict[
 
 
 def test_pull_and_both_with_node_names_and_credentials_from_the_environment(
-    pair: dict[str, PouchServer], write_topology: Writer
+    two_nodes: dict[str, PouchServer], write_topology: Writer
 ) -> None:
-    a, b = pair["a"], pair["b"]
-    nodes = clients(pair)
+    a, b = two_nodes["a"], two_nodes["b"]
+    nodes = clients(two_nodes)
     for c in nodes.values():
         c.create_db("p2")
     nodes["a"].put("p2", {"_id": "from-a"})
@@ -73,8 +64,10 @@ def test_pull_and_both_with_node_names_and_credentials_from_the_environment(
     assert get_doc(nodes["b"], sync_id("p2", a, b)) is not None  # --pull: written on the target
     assert get_doc(nodes["a"], sync_id("p2", a, b)) is None
     nodes["b"].put("p2", {"_id": "from-b"})
-    path = write_topology(topology_text(pair, "syncs", ["p2"], "  - {from: a, to: b, continuous: false}\n"))
-    both = run_cli(["sync", "a", "b", "--topology", str(path), "--both", "--wait"], env_for(pair))
+    path = write_topology(
+        topology_text(two_nodes, "syncs", ["p2"], "  - {from: a, to: b, continuous: false}\n")
+    )
+    both = run_cli(["sync", "a", "b", "--topology", str(path), "--both", "--wait"], env_for(two_nodes))
     assert both.exit_code == 0, both.output
     assert both.stdout.count("completed couchfarm-sync:p2:") == 2
     assert get_doc(nodes["a"], "couchfarm-sync:p2:a->b") and get_doc(nodes["b"], "couchfarm-sync:p2:b->a")
@@ -82,9 +75,9 @@ def test_pull_and_both_with_node_names_and_credentials_from_the_environment(
     assert "secret" not in plain.output + both.output
 
 
-def test_failures_exit_non_zero_with_the_reason(pair: dict[str, PouchServer]) -> None:
-    a, b = pair["a"], pair["b"]
-    nodes = clients(pair)
+def test_failures_exit_non_zero_with_the_reason(two_nodes: dict[str, PouchServer]) -> None:
+    a, b = two_nodes["a"], two_nodes["b"]
+    nodes = clients(two_nodes)
     nodes["a"].create_db("p3")
     nodes["a"].put("p3", {"_id": "x"})
     missing = run_cli(["sync", a.url, b.url, "--db", "p3", "--wait"], {})

@@ -100,6 +100,7 @@ def test_nothing_is_written_when_the_target_cannot_work(answer: Answer, words: s
     assert not [c for c in session.calls if c[0] == "PUT"]
 
 
+@pytest.mark.integration  # an HTTP stub on a loopback port
 def test_couchdb_gets_auth_objects_and_a_marked_one_shot_document() -> None:
     register_secret(CRED.secret)
     sched = StubServer({})

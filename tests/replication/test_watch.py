@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from couchfarm.breaker import RetryPolicy
 from couchfarm.replication.status import collect
 from couchfarm.replication.watch import Event, Severity, Watcher, WebhookSink
@@ -151,6 +153,7 @@ def test_a_failing_sink_never_stops_the_watch() -> None:
     assert len(w.poll()) == 1 and len(seen) == 1
 
 
+@pytest.mark.integration  # an HTTP stub on a loopback port
 def test_webhook_retries_transient_failures_then_delivers() -> None:
     hook = StubServer({("POST", "/hook"): [(503, {}), (503, {}), (200, {"ok": True})]})
     event = Event("crashing", Severity.CRITICAL, "central", "r1", "r1 is crashing", "crashing")
@@ -159,6 +162,7 @@ def test_webhook_retries_transient_failures_then_delivers() -> None:
     assert len(hook.received) == 3 and hook.received[-1][2]["kind"] == "crashing"
 
 
+@pytest.mark.integration  # an HTTP stub on a loopback port
 def test_webhook_does_not_retry_a_refusal_and_never_raises() -> None:
     hook = StubServer({("POST", "/hook"): [(400, {})]})
     event = Event("state", Severity.INFO, "central", "r1", "seen running", "running")
@@ -169,6 +173,7 @@ def test_webhook_does_not_retry_a_refusal_and_never_raises() -> None:
     WebhookSink("http://127.0.0.1:1/hook", retry=RetryPolicy(2, 0.0, 0.0), sleep=lambda s: None)(event)
 
 
+@pytest.mark.integration  # an HTTP stub on a loopback port
 def test_cli_status_and_watch_against_a_stub_couchdb(monkeypatch: Any) -> None:
     """The commands end to end over HTTP, the server answering with the 07c recordings."""
     docs = all_docs(*(body("07c", i) for i in (29, 30, 31, 32)))

@@ -71,10 +71,10 @@ clocks = st.dictionaries(st.sampled_from(NODES), st.integers(0, 3), max_size=3)
 records = st.fixed_dictionaries({"id": st.integers(0, 3)}, optional={"qty": st.integers(0, 2)})
 
 
-@st.composite
-def bodies(draw: st.DrawFn) -> dict[str, Any]:
-    """Bodies with the fields every strategy reads, each sometimes missing or malformed."""
-    optional = {
+#: Bodies with the fields every strategy reads, each sometimes missing or malformed.
+BODIES = st.fixed_dictionaries(
+    {},
+    optional={
         "updated_at": stamps,
         "n": st.integers(0, 3) | st.floats(0, 3, allow_nan=False),
         "seq": st.integers(0, 3),
@@ -87,8 +87,13 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
         "stamps": st.dictionaries(st.sampled_from(["note", "status"]), stamps, max_size=2),
         "is_deleted": st.booleans(),
         "meta": st.fixed_dictionaries({}, optional={"x": scalars, "y": st.integers(0, 3)}),
-    }
-    return draw(st.fixed_dictionaries({}, optional=optional))
+    },
+)
+
+
+def bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """Bodies with the fields every strategy reads (built once: building it per draw is slow)."""
+    return BODIES
 
 
 @st.composite

@@ -12,8 +12,8 @@ from couchfarm import trace
 from couchfarm.couch import CouchClient
 from couchfarm.deadletters import DeadLetters
 from couchfarm.ledger import Ledger
-from tests.farm.procs import Farm, wait_for
-from tests.helpers import FARM, make_conflict
+from tests.farm.procs import Farm
+from tests.helpers import FARM, make_conflict, wait_for
 from tests.trace.proxy import RecordingProxy
 from workers.local_servers import PouchServer
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from couchfarm import factory, manual
 from couchfarm.deadletters import DeadLetter
 from couchfarm.errors import NotFound
+from couchfarm.failures import Failure
 from couchfarm.replay import replay as replay_entries
 from workers.cli_dlq import parse_duration
 from workers.ui.app import UI, BadInput, action, refuse, route, see
@@ -44,7 +45,7 @@ def select(ui: UI, params: dict[str, str]) -> list[DeadLetter]:
     if older is not None:
         entries = [e for e in entries if e.last_failure <= now - older]
     if params.get("error"):
-        entries = [e for e in entries if e.error == params["error"]]
+        entries = [e for e in entries if e.error is Failure.parse(params["error"])]
     if text := (params.get("q") or "").strip().lower():
         entries = [e for e in entries if text in f"{e.doc_id}\n{e.reason}".lower()]
     return entries

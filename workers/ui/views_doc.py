@@ -23,6 +23,7 @@ from couchfarm.errors import FarmError
 from couchfarm.models import ConflictSet, Leaf, Outcome, Resolution
 from couchfarm.plan import Plan, build_plan
 from couchfarm.redact import redact
+from couchfarm.state import paused
 from couchfarm.validation import load_validator
 from workers.ui import diff
 from workers.ui.app import UI, action, route, see
@@ -79,7 +80,7 @@ def show(
         revs=",".join(conflict.revs),
         archived=archived(ui, conflict.db, conflict.doc_id),
         dead=ui.stores.dead.get(entry_id(conflict.db, conflict.doc_id)),
-        paused=ui.stores.state.is_paused(conflict.db),
+        paused=paused(ui.settings, conflict.db, ui.stores.state.is_paused(conflict.db)),
         archive_db=ui.settings.archive_db,
     )
 

@@ -118,10 +118,10 @@ def pause(request: Request, form: dict[str, str]) -> Response:
     return see(request, _db_page(db), f"{db}: automatic resolution paused; new conflicts wait for people.")
 
 
-def resume(request: Request, form: dict[str, str]) -> Response:
+def unpause(request: Request, form: dict[str, str]) -> Response:
     ui: UI = request.app.state.ui
     db = request.path_params["db"]
-    ui.stores.state.resume(db)
+    ui.stores.state.unpause(db)
     return see(request, _db_page(db), f"{db}: automatic resolution resumed from its checkpoint.")
 
 
@@ -136,6 +136,6 @@ ROUTES = [
     route("/", overview),
     route("/db/{db}", database),
     route("/db/{db}/pause", action(pause), ["POST"]),
-    route("/db/{db}/resume", action(resume), ["POST"]),
+    route("/db/{db}/resume", action(unpause), ["POST"]),
     route("/db/{db}/install-view", action(install_view), ["POST"]),
 ]
