@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from couchfarm.couch import CouchClient
-from tests.farm.procs import FAST, wait_for
+from tests.farm.procs import FAST
 from tests.farm.test_farm import PREFIX, conflicted
 from tests.farm.test_farms import lww_config
-from tests.helpers import seed_conflicts
+from tests.helpers import seed_conflicts, wait_for
 from workers.local_servers import free_port
 
 
