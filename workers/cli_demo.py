@@ -38,6 +38,9 @@ def demo(
         raise click.UsageError("give --node twice (two CouchDB URLs), or not at all")
     runner = Demo(docs, nodes, concurrency, flower_port or free_port(), ui_port, keep)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    # Ctrl-C stops the demo even when it was started in the background of a script, where the shell
+    # ignores SIGINT (an ignored signal is inherited, and Python then leaves it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.exit(runner.run())
     except KeyboardInterrupt:

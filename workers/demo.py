@@ -169,11 +169,14 @@ class Demo:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
+        end = time.monotonic() + 30  # one deadline for all: they stop at the same time
         for proc in self.procs:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
+                say(f"pid {proc.pid} did not stop within 30 s: killed (logs in {self.folder})")
                 proc.kill()
+                proc.wait()
         for server in reversed(self.managed):
             server.close()
         self.procs, self.managed = [], []

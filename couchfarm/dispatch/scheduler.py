@@ -83,8 +83,9 @@ class Scheduler:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        end = time.monotonic() + join  # one deadline for every reader, not one each
         for thread in self._threads:
-            thread.join(join)
+            thread.join(max(0.0, end - time.monotonic()))
 
     def _push(self, db: str, due: float) -> None:
         self._due[db] = due

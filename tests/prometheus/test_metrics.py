@@ -239,7 +239,12 @@ def test_a_failed_round_reports_redis_down_and_nothing_followed(monkeypatch: pyt
             d.stop.set()
 
     d.on_event = record
-    monkeypatch.setattr(d, "shutdown", lambda: None)
-    d.run()
+    monkeypatch.setattr(d, "shutdown", lambda: None)  # its Redis is gone; the threads are stopped below
+    try:
+        d.run()
+    finally:
+        d.signal.stop.set()
+        d._halted.set()
+        d.scheduler.stop()
     assert ("redis", {"up": False}) in events
     assert followed(events) == {"m-a": 0, "m-b": 0}
