@@ -55,6 +55,7 @@ def fatal(exc: Exception) -> bool:
 
 
 PROBLEM_PAUSE = 60.0  #: seconds a database that could not be followed is left alone before a new try
+MOVING_EVERY = 0.5  #: seconds between rounds while leases are still being taken or given up
 MOVES_PER_ROUND = 200  #: leases taken or given up by one dispatcher in one round (no herd, no stall)
 RECONCILE_EVERY = 60.0  #: seconds between checks that Redis still holds every durable dead letter and pause
 REDIS_PROBE_EVERY = 5.0  #: seconds between two reads of the state Redis's INFO memory (metrics only)
@@ -88,9 +89,16 @@ class Dispatcher:
         self.stop = threading.Event()
         self.scheduler = Scheduler(settings.feed_readers, self._follow)
         self.signal = ChangeSignal(
-            client, state, settings, self.scheduler.members, self.scheduler.wake, self.discovery.invalidate
+            client,
+            state,
+            settings,
+            self.scheduler.members,
+            self.scheduler.wake,
+            self.discovery.invalidate,
+            busy=lambda: {db for db, f in list(self.followers.items()) if not f.idle},
         )
         self._rng = random.Random()
+        self._moving = False  #: the last round moved as many leases as a round may, and more remain
         self._dbs: list[str] = []  #: the databases the last round discovered
         self.problems: dict[str, str] = {}  #: databases that cannot be followed, and why
         self.ended = ""  #: why an until-idle run ended early
@@ -148,7 +156,8 @@ class Dispatcher:
                     busy = sorted(db for db in dbs if db not in self.problems and not self._idle(db))
                     self.ended = f"not idle after {max_seconds:g}s: {', '.join(busy[:10]) or 'none'}"
                     return False
-                self.stop.wait(min(self.ttl / 3, 1.0 if self.until_idle else self.ttl / 3))
+                pause = min(self.ttl / 3, 1.0 if self.until_idle else self.ttl / 3)
+                self.stop.wait(MOVING_EVERY if self._moving else pause)
             return False
         finally:
             self.shutdown()
@@ -258,6 +267,9 @@ class Dispatcher:
         round, in an order of this dispatcher's own (dispatchers that join together do not all race
         for the same databases), all attempts in one round trip."""
         surplus = len(self.followers) - share
+        #: more to give up (or, below, to take) than one round moves: the next round comes soon,
+        #: not in ttl / 3 (a lone dispatcher takes 1,000 free leases in seconds)
+        self._moving = surplus > MOVES_PER_ROUND
         for db in sorted(self.followers)[: min(max(0, surplus), MOVES_PER_ROUND)]:
             log.info(
                 "releasing %s to rebalance (share %d)", db, share, extra={"db": db, "dispatcher": self.id}
@@ -266,11 +278,16 @@ class Dispatcher:
         want = min(share - len(self.followers), MOVES_PER_ROUND)
         free = [db for db in dbs if db not in self.followers and db not in self.problems]
         self._rng.shuffle(free)
-        for lease in self.state.acquire_many(free[: want * 4], self.id, self.ttl, want):
+        # every candidate goes to Redis (it stops at ``want`` taken): most of them are the other
+        # dispatchers' leases, and a new database among hundreds of those must still be found
+        taken = self.state.acquire_many(free, self.id, self.ttl, want)
+        for lease in taken:
             if not self._exists(lease.db):
                 self.state.release(lease)
                 continue
             self._start(lease)
+        if want > 0 and len(taken) == want and len(self.followers) < share:
+            self._moving = True
 
     def _exists(self, db: str) -> bool:
         """Names given explicitly may not exist (or not be database names at all); names a glob

@@ -38,9 +38,14 @@ class ChangeSignal:
         held: Callable[[], set[str]],
         wake: Callable[[str], None],
         on_created_or_deleted: Callable[[], None],
+        busy: Callable[[], set[str]] = set,
     ) -> None:
         self.client, self.state, self.settings = client, state, settings
         self.held, self.wake, self.on_created_or_deleted = held, wake, on_created_or_deleted
+        #: held databases whose follower reads again anyway (a first round to come, more to read, or
+        #: batches open, whose completion marks the database): their update_seq is not polled
+        self.busy = busy
+        self._polled = 0  #: databases asked at the last poll
         self.stop = threading.Event()
         self.has_db_updates: bool | None = None  #: None until the server answered once
         self._seqs: dict[str, Any] = {}  #: the update_seq each held database had at the last poll
@@ -86,19 +91,23 @@ class ChangeSignal:
     def poll_interval(self) -> float:
         """``change_poll_interval``, stretched so that polling never asks more than ``POLL_RATE``
         databases a second (an idle database must cost little)."""
-        return max(self.settings.change_poll_interval, len(self._seqs) / POLL_RATE)
+        return max(self.settings.change_poll_interval, self._polled / POLL_RATE)
 
     def _poll(self) -> set[str]:
-        """Held databases whose ``update_seq`` moved since the last poll (a database polled for
-        the first time counts as changed: its follower reads it once anyway)."""
-        held = sorted(self.held())
+        """Idle held databases whose ``update_seq`` moved since the last poll (a database polled
+        for the first time counts as changed: its follower reads it once anyway). Busy ones are
+        left out: a database at work costs no poll, so a backlog does not pay for the signal."""
+        held = self.held()
+        quiet = sorted(held - self.busy())
+        self._polled = len(quiet)
         try:
-            seqs = update_seqs(self.client, held, self.settings.feed_readers)
+            seqs = update_seqs(self.client, quiet, self.settings.feed_readers)
         except CouchError as exc:
             log.warning("could not poll update_seq: %s", exc)
             return set()
         changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
-        self._seqs = {db: seqs[db] for db in held if db in seqs}
+        kept = {db: seq for db, seq in self._seqs.items() if db in held and db not in seqs}
+        self._seqs = {**kept, **{db: seqs[db] for db in quiet if db in seqs}}
         return changed
 
     def _signal(self, changed: set[str]) -> None:

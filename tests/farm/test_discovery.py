@@ -59,6 +59,12 @@ def test_without_db_updates_the_signal_polls_update_seq(client: CouchClient, db:
         sig._signal(changed)
         assert woken == [db] and sig.state.dirty_among([db, other]) == [db]
         assert sig.state.take_dirty(db) and sig.state.dirty_among([db]) == []
+        sig.busy = lambda: {db}  # batches open there: its follower reads after they complete
+        client.put(db, {"_id": "e", "v": 1})
+        client.put(other, {"_id": "e", "v": 1})
+        assert sig._poll() == {other} and sig._polled == 1  # a busy database costs no request
+        sig.busy = set
+        assert sig._poll() == {db}  # idle again: the change made meanwhile is seen
     finally:
         client.delete_db(other)
 
