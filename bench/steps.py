@@ -1,10 +1,11 @@
 """``python -m bench.steps``: the server's CPU for each request of the reference, one at a time.
 
 Seeds a database on a fresh pouchdb-server (or ``--url``), then sends, with nothing else in flight,
-the requests the reference makes for a few pages (feed page, ``_bulk_get`` of the losing leaves,
-``_bulk_docs`` of winners and tombstones) and, for comparison, the farm's leaf read on servers
-other than CouchDB (one ``GET ?open_revs=all`` per document). Prints wall and server CPU seconds of
-each, so the reference's cost per document can be split by request.
+the requests the reference makes for a page (feed page with bodies, ``_bulk_get`` of the losing
+leaves, one ``_bulk_docs`` of winners and tombstones) on odd pages, and those the farm makes for a
+batch of the same size on even pages (feed page without bodies, the leaf read, winners, then
+tombstones). Prints wall and server CPU seconds of each, so each way's cost per document can be
+split by request.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ def timed(server: ServerProcess, name: str, call: Callable[..., Any], *args: Any
 
 
 def pages(client: CouchClient, server: ServerProcess, db: str, count: int) -> None:
+    """Odd pages the reference's way, even pages the farm's (each page its own documents)."""
     since = None
     for i in range(count):
-        print(f"page {i + 1} ({PAGE} documents)")
+        if i % 2:
+            since = farm_page(client, server, db, since)
+            continue
+        print(f"page {i + 1} ({PAGE} documents), the reference's requests")
         options = {
             "since": since,
             "limit": PAGE,
@@ -47,10 +52,29 @@ def pages(client: CouchClient, server: ServerProcess, db: str, count: int) -> No
         since = feed.last_seq
         pairs = [pair for row in feed.results for pair in losing_leaves(row)]
         leaves = timed(server, f"_bulk_get of {len(pairs)} explicit leaves", bulk_get, client, db, pairs)
-        ids = [row.id for row in feed.results]
-        timed(server, f"farm's read_leaves of {len(ids)} documents", client.read_leaves, db, ids)
         writes = [w for row in feed.results for w in writes_for(db, row.id, [row.doc or {}, *leaves[row.id]])]
         timed(server, f"_bulk_docs of {len(writes)} winners and tombstones", client.bulk_docs, db, writes)
+
+
+def farm_page(client: CouchClient, server: ServerProcess, db: str, since: Any) -> Any:
+    """The farm's requests for one page, as the dispatcher and a worker send them for a batch of
+    ``PAGE`` documents: the feed without bodies (the dispatcher's read), every leaf of the batch
+    (``CouchClient.read_leaf_sets`` with the revs the feed listed: two requests where ``_bulk_get``
+    answers an ``{"id"}`` with the winner only), then the winners and, only after them, the tombstones
+    (two ``_bulk_docs``: the farm never tombstones a leaf before its winner is written)."""
+    print(f"page of {PAGE} documents, the farm's requests")
+    options = {"since": since, "limit": PAGE, "style": "all_docs"}
+    feed = timed(server, "_changes style=all_docs (dispatcher)", client.changes, db, **options)
+    known = {row.id: list(row.revs) for row in feed.results}
+    reads = timed(
+        server, f"read_leaf_sets of {len(known)} documents", client.read_leaf_sets, db, known, known
+    )
+    writes = [w for doc_id, read in reads.items() for w in writes_for(db, doc_id, read.docs)]
+    winners = [w for w in writes if not w.get("_deleted")]
+    tombstones = [w for w in writes if w.get("_deleted")]
+    timed(server, f"_bulk_docs of {len(winners)} winners", client.bulk_docs, db, winners)
+    timed(server, f"_bulk_docs of {len(tombstones)} tombstones", client.bulk_docs, db, tombstones)
+    return feed.last_seq
 
 
 def main() -> None:
