@@ -18,12 +18,13 @@ count must not fail a resolution.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,11 +182,22 @@ class InsightStore:
 
     def record(self, obs: Observation, now: float | None = None) -> bool:
         """Count one conflict in the current bucket; False when it was counted already."""
+        return bool(self._record(*self._call(obs, self.clock() if now is None else now)))
+
+    def record_many(self, observations: list[Observation], now: float | None = None) -> None:
+        """Count several conflicts in one round trip (a worker's batch), each as ``record`` would."""
+        if not observations:
+            return
         now = self.clock() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        for obs in observations:
+            self._record(*self._call(obs, now), client=pipe)
+        pipe.execute()
+
+    def _call(self, obs: Observation, now: float) -> tuple[list[str], list[Any]]:
         keys_ = [self.ks(keys.INSIGHTS_SEEN, db=obs.db), self._key(obs.db, self._start(now))]
         ttl = math.ceil(self.window + self.bucket)
-        args = [obs.digest, repr(now), SEEN_SECONDS, ttl, MAX_LABELS, *obs.labels()]
-        return bool(self._record(keys=keys_, args=args))
+        return keys_, [obs.digest, repr(now), SEEN_SECONDS, ttl, MAX_LABELS, *obs.labels()]
 
     def resolved(self, db: str, count: int = 1, now: float | None = None) -> None:
         """Count documents the farm (or a person, through the UI) resolved."""
@@ -237,6 +249,21 @@ class InsightRecorder:
         self.rule_for = rule_for
         self.type_field = type_field
         self.writer_field = writer_field
+        self._pending: list[Observation] | None = None  #: kept while ``batched``
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Within: conflicts are observed as they come and counted at the end in one round trip
+        (a worker's batch of hundreds costs one Redis request, not one each); never raises."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            try:
+                self.store.record_many(pending)
+            except Exception as exc:  # a count is not worth a failed resolution
+                log.warning("%d conflicts not counted: %s", len(pending), exc)
 
     def __call__(self, conflict: ConflictSet) -> None:
         try:
@@ -246,7 +273,10 @@ class InsightRecorder:
                 type_field=self.type_field,
                 writer_field=self.writer_field,
             )
-            self.store.record(obs)
+            if self._pending is not None:
+                self._pending.append(obs)
+            else:
+                self.store.record(obs)
         except Exception as exc:  # a count is not worth a failed resolution
             log.warning("conflict of %s/%s not counted: %s", conflict.db, conflict.doc_id, exc)
 

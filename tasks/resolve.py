@@ -50,7 +50,7 @@ def resolve_batch(
     parent = incoming_traceparent(self.request)
     job = Job(db, tuple(doc_ids), batch_id, attempt, correlation_id, runner=self.request.id or "")
     ctx = context()
-    with trace.activated(parent, "couchfarm.resolve_batch"):
+    with trace.activated(parent, "couchfarm.resolve_batch"), ctx.insights.batched():
         delivery = ctx.life.deliver(job)
     ctx.insights.results(delivery.results)
     if delivery.retry:

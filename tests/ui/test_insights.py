@@ -86,6 +86,21 @@ def test_store_bounds_labels_per_bucket(any_redis: Any) -> None:
     assert sum(bucket.of("t").values()) == MAX_LABELS + 30 and bucket.of("t")["(other)"] > 0
 
 
+def test_a_batch_counts_its_conflicts_at_its_end_in_one_round_trip(any_redis: Any) -> None:
+    store = InsightStore(any_redis, "test", window=HOUR, bucket=HOUR)
+    recorder = InsightRecorder(store, lambda db: None, writer_field="by")
+    first = conflict("o-1", {"s": 1, "by": "a"}, {"s": 2, "by": "b"})
+    with recorder.batched():
+        recorder(first)
+        recorder(conflict("o-2", {"q": 1}, {"q": 2}))
+        recorder(first)  # the same conflict twice in one batch is counted once, as record would
+        assert store.series("orders", HOUR) == [] or store.total("orders", "n", HOUR) == 0
+    (bucket,) = store.series("orders", HOUR)
+    assert bucket.counts["n"] == 2 and bucket.of("w") == {"a": 1, "b": 1}
+    recorder(first)  # outside a batch: counted at once (and, seen already, not again)
+    assert store.total("orders", "n", HOUR) == 2
+
+
 def test_resolved_results_are_counted_per_database(fake_redis: Any) -> None:
     store = InsightStore(fake_redis, "test", window=HOUR, bucket=HOUR)
     results = [
@@ -105,6 +120,9 @@ def test_a_broken_redis_never_fails_the_resolution(caplog: pytest.LogCaptureFixt
     recorder(conflict("d", {"a": 1}, {"a": 2}))
     recorder.results([DocResult("a", "1", Outcome.RESOLVED)])
     assert "orders/d not counted" in caplog.text and "resolutions not counted" in caplog.text
+    with recorder.batched():
+        recorder(conflict("e", {"a": 1}, {"a": 2}))
+    assert "1 conflicts not counted" in caplog.text
 
 
 def test_engine_tells_the_hook_of_each_conflict_only(client: CouchClient, db: str, fake_redis: Any) -> None:
