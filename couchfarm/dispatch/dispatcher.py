@@ -267,9 +267,6 @@ class Dispatcher:
         round, in an order of this dispatcher's own (dispatchers that join together do not all race
         for the same databases), all attempts in one round trip."""
         surplus = len(self.followers) - share
-        #: more to give up (or, below, to take) than one round moves: the next round comes soon,
-        #: not in ttl / 3 (a lone dispatcher takes 1,000 free leases in seconds)
-        self._moving = surplus > MOVES_PER_ROUND
         for db in sorted(self.followers)[: min(max(0, surplus), MOVES_PER_ROUND)]:
             log.info(
                 "releasing %s to rebalance (share %d)", db, share, extra={"db": db, "dispatcher": self.id}
@@ -286,8 +283,9 @@ class Dispatcher:
                 self.state.release(lease)
                 continue
             self._start(lease)
-        if want > 0 and len(taken) == want and len(self.followers) < share:
-            self._moving = True
+        # more to give up or to take than one round moves: the next round comes soon, not in
+        # ttl / 3 (a lone dispatcher takes 1,000 free leases in seconds)
+        self._moving = surplus > MOVES_PER_ROUND or (0 < want == len(taken) and len(self.followers) < share)
 
     def _exists(self, db: str) -> bool:
         """Names given explicitly may not exist (or not be database names at all); names a glob
