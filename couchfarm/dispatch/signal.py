@@ -3,9 +3,10 @@
 Where the server has ``_db_updates`` (CouchDB with ``_global_changes``), one longpoll feed per
 dispatcher, resumed from the farm's own checkpoint of it (``couchfarm:<farm>:db-updates``), reports
 ``updated``/``created``/``deleted`` events. Elsewhere (pouchdb-server, CouchDB without
-``_global_changes``), the ``update_seq`` of every database this dispatcher holds is polled every
+``_global_changes``), the ``update_seq`` of every idle database this dispatcher holds is polled every
 ``change_poll_interval`` (``POST /_dbs_info`` in bulk on CouchDB, bounded parallel ``GET /{db}``
-otherwise; at most ``POLL_RATE`` databases a second). A worker that completes a batch marks its
+otherwise; at most ``POLL_RATE`` databases a second); one at work is not polled (its follower reads
+again when its batches complete). A worker that completes a batch marks its
 database too (the holder moves ``done`` and claims what waited). Either way a change marks the
 database dirty in Redis (``couchfarm:<farm>:dirty``, so a
 new lease holder knows too) and wakes its follower; a ``created``/``deleted`` event makes discovery
