@@ -321,6 +321,7 @@ class Dispatcher:
             self.broker,
             until_idle=self.until_idle,
             on_event=self.on_event,
+            on_caught_up=self.signal.read_to,
         )
         self.scheduler.add(db)
 

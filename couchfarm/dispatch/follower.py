@@ -9,13 +9,14 @@ Steps of one round (each write fenced by the lease; the ledger's states in couch
 2. pump: claim waiting batches whose documents are not in flight, publish claimed batches that were
    never published (a dispatcher died between claim and publish, or the broker refused), re-send a
    batch whose delivery went silent or whose message was lost (couchfarm/dispatch/recovery.py), move
-   ``done`` over completed batches and mirror it to ``_local/couchfarm-checkpoint``;
+   ``done`` over completed batches;
 3. back-pressure: while more than ``max_queued_batches`` batches are open, do not read;
 4. read one page from ``read`` (a normal feed read with a client-side deadline), keep the rows with
    more than one leaf (``style=all_docs``);
 5. when the buffer is full, old, or the feed is caught up: record the batches (each claimed and
    published at once when it can be), then advance ``read`` (checkpoint only after hand-off: a
-   crash costs a replay, never a loss).
+   crash costs a replay, never a loss);
+6. mirror ``done`` into ``_local/couchfarm-checkpoint`` when due (``Follower.mirror``).
 A round that fails (CouchDB, Redis) is logged and tried again with backoff; a publish that fails
 leaves its batch claimed-but-unpublished for the next try. Only a lost lease ends the follower.
 """
@@ -44,7 +45,8 @@ MIRROR = "couchfarm-checkpoint"  #: name of the ``_local`` document that mirrors
 DELETED = "the database was deleted"  #: a follower's problem when its feed answers 404
 PUMP_EVERY = 0.25  #: the shortest time between rounds while batches are open (claims, re-sends, done)
 PAUSED_EVERY = 1.0  #: seconds between rounds of a paused database (its open batches still finish)
-MIRROR_EVERY = 10.0  #: seconds between two mirrors of ``done`` (a mirror behind only means a replay)
+MIRROR_EVERY = 10.0  #: seconds between two mirrors of ``done`` at least (a mirror behind means a replay)
+MIRROR_ROWS = 1000  #: feed rows read since the last mirror before ``done`` is mirrored again
 
 
 class Broker(Protocol):
@@ -69,6 +71,7 @@ class Follower:
         *,
         until_idle: bool = False,
         on_event: Callable[..., None] | None = None,
+        on_caught_up: Callable[[str, Seq], None] | None = None,
     ) -> None:
         self.client, self.state, self.ledger, self.lease = client, state, ledger, lease
         self.settings, self.broker = settings, broker
@@ -76,6 +79,8 @@ class Follower:
         self.timing = Timing.from_settings(settings)
         self.until_idle = until_idle
         self.on_event = on_event or (lambda name, **kw: None)
+        #: told the feed's ``last_seq`` whenever a read reached the end (the change signal's baseline)
+        self.on_caught_up = on_caught_up or (lambda db, seq: None)
         self.idle = False  #: caught up, nothing buffered, nothing open
         self.problem: str | None = None  #: why this database cannot be followed any more
         self.lost = False
@@ -86,6 +91,7 @@ class Follower:
         self.must_read = True  #: the first round reads; so does every round after a full page
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
+        self._rows_unmirrored = 0  #: feed rows read since the mirror was last written
         self._mirror_rev: str | None = None  #: the mirror's rev as this follower last read or wrote it
         # failed rounds and refused publishes are tried again soon enough to recover within the
         # bound of a stall (2 x lease_ttl) once the cause is gone
@@ -151,8 +157,12 @@ class Follower:
             )
         cp = self.state.checkpoint(self.db)
         usable = "done" in mirror and mirrored > cp.reset_token
-        body = {"token": self.lease.token, "at": time.time(), **({"done": mirror["done"]} if usable else {})}
+        # the token's record carries the freshest done known: Redis's, else the mirror's own
+        done = cp.done if cp.known and cp.done is not None else mirror["done"] if usable else None
+        body = {"token": self.lease.token, "at": time.time(), **({"done": done} if done is not None else {})}
         self._mirror_rev = self.client.put_local(self.db, MIRROR, body, rev=str(mirror.get("_rev", "")))
+        if done is not None:
+            self._mirrored, self._mirror_at = done, time.monotonic()
         if cp.known:
             self.position = cp.read
         elif usable:
@@ -169,11 +179,19 @@ class Follower:
     # -- one round ------------------------------------------------------------------------------
 
     def step(self, read: bool = True) -> float | None:
-        """Pump, then read one page; when the next round is due (see ``round``). A round while
-        batches are open only pumps, unless the database changed (``read``): watching batches must
-        not cost a feed read every ``pump_every``."""
+        """Pump, then read one page, then mirror ``done`` when due (after the read: what this round
+        moved ``done`` to); when the next round is due (see ``round``). A round while batches are
+        open only pumps, unless the database changed (``read``): watching batches must not cost a
+        feed read every ``pump_every``."""
+        after = self._step(read)
+        self.mirror()
+        return after
+
+    def _step(self, read: bool) -> float | None:
         snap = self.ledger.snapshot(self.db)
         self.pump(snap)
+        # a completed batch is in the snapshot, but this pump moved done over it (when at the head)
+        still_open = [b for b in snap.batches if b.status != "done"]
         if paused(self.settings, self.db, snap.paused):
             self.idle = not snap.batches
             if self._lag is None:  # paused since this follower started: the lag Redis last kept
@@ -187,6 +205,7 @@ class Follower:
             self.idle = False
             return self.pump_every
         page = self.read_page()
+        self._rows_unmirrored += len(page.results)
         if page.results:
             self.state.record_read(self.lease, self.position)
         if not self.buffer:
@@ -196,35 +215,31 @@ class Follower:
         old = time.monotonic() - self.buffer_since >= self.settings.batch_max_wait
         if page.last_seq is not None:
             self.position = page.last_seq
+            if len(page.results) < self.page_size and not page.timed_out:
+                self.on_caught_up(self.db, page.last_seq)
         created = 0
         size = self.settings.batch_size if caught_up else self.settings.batch_max_size
         if len(self.buffer) >= size or caught_up or old:
             created = self.flush(snap, size)
-            if not created and not snap.batches and self.buffer == {}:
+            if not created and not still_open and self.buffer == {}:
                 self.ledger.advance_done(self.lease)  # nothing open: done follows read at once
         lag = sum(len(b.pending) for b in snap.batches) + len(self.buffer) + int(page.pending or 0)
         self.state.set_lag(self.db, lag)
         self._lag = lag
         self._gauges(snap, lag)
-        self.idle = caught_up and not self.buffer and not snap.batches and not created
+        self.idle = caught_up and not self.buffer and not still_open and not created
         self.must_read = not caught_up
         if not caught_up:
             return 0.0  # more to read: again, behind every database already due
-        if self.buffer or snap.batches or created:
+        if self.buffer or still_open or created:
             return self.pump_every  # batches to claim, watch and move done over
-        return self.idle_recheck  # caught up: the change signal wakes it; a slow sweep in case
+        return None  # caught up: only the change signal wakes it (an idle database costs no read)
 
     @property
     def pump_every(self) -> float:
         """Seconds between rounds while batches are open: enough for the recovery rules (which
         count in lease_ttl); completions and new changes wake the database sooner."""
         return max(PUMP_EVERY, min(self.settings.lease_ttl / 3, 2.0))
-
-    @property
-    def idle_recheck(self) -> float | None:
-        """A caught-up database is read again only when the change signal wakes it, and once in
-        this long in case a signal was missed (none in ``--until-idle`` mode: it would never end)."""
-        return None if self.until_idle else max(30.0, 3 * self.settings.discovery_interval)
 
     def _gauges(self, snap: Snapshot, lag: int, paused: bool = False) -> None:
         """The database's gauges, each round; while paused (nothing is read) with the last lag seen."""
@@ -309,7 +324,6 @@ class Follower:
         cp = snap.checkpoint
         if (head is not None and head.status == "done") or (head is None and cp.read != cp.done):
             self.ledger.advance_done(self.lease)
-        self.mirror()
 
     def publish(self, batch: Batch) -> bool:
         """Hand one delivery of ``batch`` to the broker; on failure back off (the batch stays
@@ -353,10 +367,15 @@ class Follower:
         return [d for d in batch.docs if not batch.revs.get(d) or known.get(d) != batch.revs[d]]
 
     def mirror(self, force: bool = False) -> None:
-        """Copy ``done`` into the database (``_local``: never replicated), at most every
-        ``MIRROR_EVERY`` s and when the lease is released on shutdown, in one request, with
-        the lease's fencing token (a mirror written by a holder older than a reset is ignored)."""
-        if not force and time.monotonic() - self._mirror_at < MIRROR_EVERY:
+        """Copy ``done`` into the database (``_local``: never replicated), in one request, with the
+        lease's fencing token (a mirror written by a holder older than a reset is ignored): when the
+        lease is released, and otherwise once ``MIRROR_ROWS`` feed rows were read since the last
+        mirror, at most every ``MIRROR_EVERY`` s. After Redis lost its data a follower resumes from
+        the mirror: it replays about ``MIRROR_ROWS`` rows at most, and a quiet database costs no
+        write for each of its few changes."""
+        if not force and (
+            self._rows_unmirrored < MIRROR_ROWS or time.monotonic() - self._mirror_at < MIRROR_EVERY
+        ):
             return
         done = self.state.checkpoint(self.db).done
         if done is None or done == self._mirrored:
@@ -368,7 +387,7 @@ class Follower:
                 {"done": done, "token": self.lease.token, "at": time.time()},
                 rev=self._mirror_rev,
             )
-            self._mirrored, self._mirror_at = done, time.monotonic()
+            self._mirrored, self._mirror_at, self._rows_unmirrored = done, time.monotonic(), 0
         except CouchError as exc:
             log.warning("could not mirror the checkpoint of %s: %s", self.db, exc)
 

@@ -4,19 +4,24 @@ Where the server has ``_db_updates`` (CouchDB with ``_global_changes``), one lon
 dispatcher, resumed from the farm's own checkpoint of it (``couchfarm:<farm>:db-updates``), reports
 ``updated``/``created``/``deleted`` events. Elsewhere (pouchdb-server, CouchDB without
 ``_global_changes``), the ``update_seq`` of every idle database this dispatcher holds is polled every
-``change_poll_interval`` (``POST /_dbs_info`` in bulk on CouchDB, bounded parallel ``GET /{db}``
+``change_poll_interval`` (``POST /_dbs_info`` in bulk on CouchDB, ``GET /{db}`` one at a time
 otherwise; at most ``POLL_RATE`` databases a second); one at work is not polled (its follower reads
-again when its batches complete). A worker that completes a batch marks its
-database too (the holder moves ``done`` and claims what waited). Either way a change marks the
-database dirty in Redis (``couchfarm:<farm>:dirty``, so a
-new lease holder knows too) and wakes its follower; a ``created``/``deleted`` event makes discovery
-look again. Marks made by another dispatcher's signal are picked up every poll as well.
+again when its batches complete). A poll compares with what the database had at the last poll or,
+when its follower read the feed to the end since, with that read's ``last_seq`` (equal: nothing
+changed since; on a server whose two values never compare equal, one read too many). With
+``_db_updates``, the same poll runs every ``SWEEP_EVERY`` seconds as a sweep, in case the feed missed
+an update. A worker that completes a batch marks its database too (the holder moves ``done`` and
+claims what waited). Either way a change marks the database dirty in Redis
+(``couchfarm:<farm>:dirty``, so a new lease holder knows too) and wakes its follower; a
+``created``/``deleted`` event makes discovery look again. Marks made by another dispatcher's signal
+are picked up every poll as well. Nothing else reads an idle database.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +33,7 @@ from couchfarm.state import FarmState
 
 log = logging.getLogger("couchfarm.dispatcher")
 POLL_RATE = 100.0  #: databases a second a dispatcher asks for their update_seq, at most
+SWEEP_EVERY = 300.0  #: seconds between two polls of every idle database where ``_db_updates`` is followed
 
 
 class ChangeSignal:
@@ -49,7 +55,10 @@ class ChangeSignal:
         self._polled = 0  #: databases asked at the last poll
         self.stop = threading.Event()
         self.has_db_updates: bool | None = None  #: None until the server answered once
-        self._seqs: dict[str, Any] = {}  #: the update_seq each held database had at the last poll
+        #: the update_seq each held database had at the last poll, or its last read to the end since
+        self._seqs: dict[str, Any] = {}
+        self._seqs_lock = threading.Lock()
+        self._swept_at = time.monotonic()
         self._failures = 0
         self.thread: threading.Thread | None = None
 
@@ -65,6 +74,9 @@ class ChangeSignal:
                 if changed is None:
                     changed = self._poll()
                     self.stop.wait(self.poll_interval)
+                elif time.monotonic() - self._swept_at >= SWEEP_EVERY:
+                    self._swept_at = time.monotonic()
+                    changed |= self._poll()
                 self._signal(changed)
                 self._failures = 0
             except Exception as exc:  # CouchDB or Redis unreachable: the followers' own rounds go on
@@ -88,6 +100,11 @@ class ChangeSignal:
             self.on_created_or_deleted()
         return {row.id for row in page.results}
 
+    def read_to(self, db: str, last_seq: Any) -> None:
+        """``db``'s follower read its feed to the end, at ``last_seq``: the next poll compares with it."""
+        with self._seqs_lock:
+            self._seqs[db] = last_seq
+
     @property
     def poll_interval(self) -> float:
         """``change_poll_interval``, stretched so that polling never asks more than ``POLL_RATE``
@@ -95,20 +112,23 @@ class ChangeSignal:
         return max(self.settings.change_poll_interval, self._polled / POLL_RATE)
 
     def _poll(self) -> set[str]:
-        """Idle held databases whose ``update_seq`` moved since the last poll (a database polled
-        for the first time counts as changed: its follower reads it once anyway). Busy ones are
+        """Idle held databases whose ``update_seq`` moved since the last poll or read to the end (one
+        with neither counts as changed: its follower reads it once more). Busy ones are
         left out: a database at work costs no poll, so a backlog does not pay for the signal."""
         held = self.held()
         quiet = sorted(held - self.busy())
         self._polled = len(quiet)
         try:
-            seqs = update_seqs(self.client, quiet, self.settings.feed_readers)
+            # one request at a time: on a busy server each answer comes later and polling slows
+            # down by itself, never holding more than one of the server's request slots
+            seqs = update_seqs(self.client, quiet, 1)
         except CouchError as exc:
             log.warning("could not poll update_seq: %s", exc)
             return set()
-        changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
-        kept = {db: seq for db, seq in self._seqs.items() if db in held and db not in seqs}
-        self._seqs = {**kept, **{db: seqs[db] for db in quiet if db in seqs}}
+        with self._seqs_lock:
+            changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
+            kept = {db: seq for db, seq in self._seqs.items() if db in held and db not in seqs}
+            self._seqs = {**kept, **{db: seqs[db] for db in quiet if db in seqs}}
         return changed
 
     def _signal(self, changed: set[str]) -> None:

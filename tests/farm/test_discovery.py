@@ -3,14 +3,23 @@ it, ``update_seq`` polling (pouchdb-server) where it has not; ``_all_dbs`` listi
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+
 import fakeredis
+import pytest
+import redis
 
 from couchfarm.couch import CouchClient
+from couchfarm.dispatch import signal as signal_module
 from couchfarm.dispatch.discovery import Discovery
+from couchfarm.dispatch.dispatcher import Dispatcher
 from couchfarm.dispatch.signal import ChangeSignal
+from couchfarm.ledger import Ledger
 from couchfarm.settings import Settings
 from couchfarm.state import FarmState
-from tests.helpers import FARM
+from tests.helpers import FARM, wait_for
 from tests.replication.fakes import body, exchange, fake_client
 
 GONE = exchange("08b", 0)["response"]["body"]  # 404 "Database does not exist." (no _global_changes)
@@ -35,6 +44,29 @@ def test_db_updates_marks_changed_databases_and_relists_on_created() -> None:
     assert changed is not None and "rec_dbu1" in changed and listed == [1]
     sig._signal(changed)
     assert woken == ["rec_dbu1"] and sig.state.dirty_among(["rec_dbu1"]) == ["rec_dbu1"]
+
+
+def test_with_db_updates_idle_databases_are_swept_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_db_updates`` may miss an update: every SWEEP_EVERY the idle databases' update_seq is polled
+    too (a follower has no sweep of its own any more)."""
+    client, _ = fake_client({("GET", "/_db_updates"): [(200, body("08b", 6))]})  # always quiet
+    woken: list[str] = []
+    sig = signal(client, {"quiet"}, woken, [])
+    polls: list[float] = []
+
+    def poll() -> set[str]:
+        polls.append(time.monotonic())
+        return {"quiet"}  # its update_seq moved although no event said so
+
+    monkeypatch.setattr(sig, "_poll", poll)
+    monkeypatch.setattr(signal_module, "SWEEP_EVERY", 0.3)
+    sig.start()
+    time.sleep(1.0)
+    sig.stop.set()
+    assert sig.thread is not None
+    sig.thread.join(5)
+    assert sig.has_db_updates and 1 <= len(polls) <= 6, polls  # not at every _db_updates answer
+    assert "quiet" in woken and sig.state.dirty_among(["quiet"]) == ["quiet"]
 
 
 def test_db_updates_rows_are_parsed() -> None:
@@ -84,3 +116,49 @@ def test_discovery_lists_every_interval_and_when_invalidated() -> None:
 
 def test_explicit_names_need_no_listing(client: CouchClient) -> None:
     assert Discovery(client, ["a", "b"], interval=0).databases() == ["a", "b"]
+
+
+class _NoBroker:
+    """Databases without conflicts: nothing is ever published."""
+
+    def send(self, batch: object) -> None:
+        raise AssertionError(f"nothing to publish, yet {batch} was")
+
+    def queued(self) -> set[str] | None:
+        return set()
+
+
+def test_an_idle_database_costs_its_update_seq_poll_and_no_feed_read(couch_url: str, redis_url: str) -> None:
+    """Once a follower has read its database to the end, nothing reads it again until it changes:
+    the first poll compares with that read's last_seq (no 'first look' read), and no follower keeps
+    a sweep of its own."""
+    requests_seen: list[tuple[str, str]] = []
+    counted = CouchClient(couch_url, on_request=lambda method, path, *_: requests_seen.append((method, path)))
+    names = [f"tidle{uuid.uuid4().hex[:8]}{i}" for i in range(3)]
+    for name in names:
+        counted.create_db(name)
+        counted.put(name, {"_id": "d", "v": 0})
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
+    settings = Settings(farm=FARM, lease_ttl=6, change_poll_interval=0.2, discovery_interval=1)
+    d = Dispatcher(counted, state, Ledger(state.redis, FARM), settings, _NoBroker(), names=names)
+    runner = threading.Thread(target=d.run, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: set(d.followers) == set(names) and all(f.idle for f in d.followers.values()), 20)
+        wait_for(lambda: not d.scheduler._running, 5)
+        assert not set(d.scheduler._due) & set(names)  # no round due: only the signal wakes them
+        requests_seen.clear()
+        time.sleep(2.0)  # about ten polls
+        polls = [p for m, p in requests_seen if m == "GET" and p.strip("/") in names]
+        reads = [p for _, p in requests_seen if "_changes" in p]
+        assert len(polls) >= 3 * len(names) and reads == [], (polls, reads)
+        counted.put(names[0], {"_id": "e", "v": 1})
+        wait_for(lambda: any("_changes" in p for _, p in requests_seen), 10, "the changed database read")
+        time.sleep(1.0)
+        reads = [p for _, p in requests_seen if "_changes" in p]
+        assert reads and all(p.startswith(f"{names[0]}/") for p in reads), reads
+    finally:
+        d.stop.set()
+        runner.join(20)
+        for name in names:
+            counted.delete_db(name)
