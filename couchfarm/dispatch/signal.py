@@ -13,8 +13,9 @@ changed since; on a server whose two values never compare equal, one read too ma
 an update. A worker that completes a batch marks its database too (the holder moves ``done`` and
 claims what waited). Either way a change marks the database dirty in Redis
 (``couchfarm:<farm>:dirty``, so a new lease holder knows too) and wakes its follower; a
-``created``/``deleted`` event makes discovery look again. Marks made by another dispatcher's signal
-are picked up every poll as well. Nothing else reads an idle database.
+``created``/``deleted`` event makes discovery look again. A second thread looks at the marks of the
+databases held every ``MARKS_EVERY`` s (one Redis call), so a completion or another dispatcher's mark
+wakes the follower at once, not at the end of a long poll. Nothing else reads an idle database.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from couchfarm.state import FarmState
 
 log = logging.getLogger("couchfarm.dispatcher")
 POLL_RATE = 100.0  #: databases a second a dispatcher asks for their update_seq, at most
+MARKS_EVERY = 0.25  #: seconds between two looks at the dirty marks of the databases held
 SWEEP_EVERY = 300.0  #: seconds between two polls of every idle database where ``_db_updates`` is followed
 
 
@@ -61,23 +63,28 @@ class ChangeSignal:
         self._swept_at = time.monotonic()
         self._failures = 0
         self.thread: threading.Thread | None = None
+        self.marks_thread: threading.Thread | None = None
 
     def start(self) -> ChangeSignal:
         self.thread = threading.Thread(target=self._run, name="change-signal", daemon=True)
         self.thread.start()
+        self.marks_thread = threading.Thread(target=self._watch_marks, name="dirty-marks", daemon=True)
+        self.marks_thread.start()
         return self
 
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
                 changed = self._db_updates() if self.has_db_updates is not False else None
+                polled = changed is None
                 if changed is None:
                     changed = self._poll()
-                    self.stop.wait(self.poll_interval)
                 elif time.monotonic() - self._swept_at >= SWEEP_EVERY:
                     self._swept_at = time.monotonic()
                     changed |= self._poll()
                 self._signal(changed)
+                if polled:
+                    self.stop.wait(self.poll_interval)
                 self._failures = 0
             except Exception as exc:  # CouchDB or Redis unreachable: the followers' own rounds go on
                 self._failures += 1
@@ -100,6 +107,17 @@ class ChangeSignal:
             self.on_created_or_deleted()
         return {row.id for row in page.results}
 
+    def _watch_marks(self) -> None:
+        """Every ``MARKS_EVERY`` s, wake the held databases marked dirty (a worker completed a batch,
+        another dispatcher's signal saw a change): one Redis call, whatever CouchDB is doing, so a
+        completion is followed up at once rather than at the end of a long poll."""
+        while not self.stop.wait(MARKS_EVERY):
+            try:
+                for db in self.state.dirty_among(sorted(self.held())):
+                    self.wake(db)
+            except Exception as exc:  # Redis unreachable: the followers' own rounds find out
+                log.debug("could not read the dirty marks: %s", exc)
+
     def read_to(self, db: str, last_seq: Any) -> None:
         """``db``'s follower read its feed to the end, at ``last_seq``: the next poll compares with it."""
         with self._seqs_lock:
@@ -113,7 +131,7 @@ class ChangeSignal:
 
     def _poll(self) -> set[str]:
         """Idle held databases whose ``update_seq`` moved since the last poll or read to the end (one
-        with neither counts as changed: its follower reads it once more). Busy ones are
+        with neither counts as changed: its follower reads it once more), or that are gone. Busy ones are
         left out: a database at work costs no poll, so a backlog does not pay for the signal."""
         held = self.held()
         quiet = sorted(held - self.busy())
@@ -127,6 +145,7 @@ class ChangeSignal:
             return set()
         with self._seqs_lock:
             changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
+            changed |= set(quiet) - set(seqs)  # gone: its follower's read finds out and drops it
             kept = {db: seq for db, seq in self._seqs.items() if db in held and db not in seqs}
             self._seqs = {**kept, **{db: seqs[db] for db in quiet if db in seqs}}
         return changed

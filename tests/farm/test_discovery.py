@@ -69,6 +69,23 @@ def test_with_db_updates_idle_databases_are_swept_now_and_then(monkeypatch: pyte
     assert "quiet" in woken and sig.state.dirty_among(["quiet"]) == ["quiet"]
 
 
+def test_a_mark_wakes_its_follower_within_a_moment_whatever_the_poll_does() -> None:
+    """A worker's completion marks its database in Redis; the holder's signal wakes the follower
+    within MARKS_EVERY, not at the end of a poll (which may take many seconds)."""
+    client, _ = fake_client({("GET", "/_db_updates"): [(200, body("08b", 6))]})
+    woken: list[str] = []
+    sig = signal(client, {"held", "other"}, woken, [])
+    sig.start()
+    try:
+        time.sleep(0.1)
+        woken.clear()
+        sig.state.mark_dirty(["held", "elsewhere"])  # a completion here, and a mark for another holder
+        wait_for(lambda: "held" in woken, 2 * signal_module.MARKS_EVERY + 1, "the marked database woken")
+        assert "elsewhere" not in woken and "other" not in woken
+    finally:
+        sig.stop.set()
+
+
 def test_db_updates_rows_are_parsed() -> None:
     client, _ = fake_client({("GET", "/_db_updates"): [(200, body("08b", 5))]})
     page = client.db_updates(since="now")
@@ -97,8 +114,16 @@ def test_without_db_updates_the_signal_polls_update_seq(client: CouchClient, db:
         assert sig._poll() == {other} and sig._polled == 1  # a busy database costs no request
         sig.busy = set
         assert sig._poll() == {db}  # idle again: the change made meanwhile is seen
-    finally:
         client.delete_db(other)
+        assert sig._poll() == {other}  # gone: its follower's next read finds out and drops it
+        client.put(db, {"_id": "f", "v": 1})
+        sig.read_to(db, client.changes(db, since=None).last_seq)  # its follower read the change
+        assert db not in sig._poll()  # nothing since that read: no read again
+        client.put(db, {"_id": "g", "v": 1})
+        assert db in sig._poll()  # changed after its follower's last read
+    finally:
+        if other in client.all_dbs():
+            client.delete_db(other)
 
 
 def test_discovery_lists_every_interval_and_when_invalidated() -> None:
