@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -35,8 +38,44 @@ def settled(client: CouchClient, state: FarmState, book: Ledger, dbs: list[str])
     return all(not client.changes(db, since=state.checkpoint(db).read, limit=1).results for db in dbs)
 
 
+def request_kinds(lines: list[str]) -> Counter[str]:
+    """pouchdb-server's request log lines counted by kind (``GET /{db}/_changes`` and the like)."""
+    kinds: Counter[str] = Counter()
+    for line in lines:
+        m = re.search(r"- - (\w+) (\S+) \d+$", line)
+        if not m:
+            continue
+        path, _, query = m[2].partition("?")
+        parts = path.strip("/").split("/")
+        if parts[0].startswith("_") or not parts[0]:
+            kind = path
+        else:
+            kind = "/".join(["/{db}", *(p if p.startswith("_") else "{id}" for p in parts[1:])])
+        kinds[f"{m[1]} {kind}{'?open_revs' if 'open_revs' in query else ''}"] += 1
+    return kinds
+
+
+class RequestLog:
+    """The lines pouchdb-server logged between ``mark`` and ``take`` (its ``log.txt``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.start = path, 0
+
+    def mark(self) -> None:
+        self.start = len(self.path.read_text().splitlines())
+
+    def take(self) -> list[str]:
+        return self.path.read_text().splitlines()[self.start :]
+
+
 def one_run(
-    client: CouchClient, couch_url: str, redis_url: str, n: int, total: int, workers: int
+    client: CouchClient,
+    couch_url: str,
+    redis_url: str,
+    n: int,
+    total: int,
+    workers: int,
+    log: RequestLog | None = None,
 ) -> dict[str, Any]:
     stem = f"many{n}x{os.urandom(2).hex()}"
     dbs = [f"{stem}t{i:05d}" for i in range(n)]
@@ -49,12 +88,17 @@ def one_run(
     try:
         run.start_workers()
         time.sleep(3)  # the worker pool is up (Celery starts in about a second)
+        if log:
+            log.mark()
         started = time.perf_counter()
         run.start_dispatcher()
         end = started + 1800
         while not settled(client, state, book, dbs) and time.perf_counter() < end:
             time.sleep(0.5)
         seconds = time.perf_counter() - started
+        # the timed part's requests, less the last check's feed read of each database
+        kinds = request_kinds(log.take()) if log else Counter()
+        kinds["GET /{db}/_changes"] -= n if log else 0
     finally:
         run.stop()
     docs = sum(len(v) for v in ids.values())
@@ -65,6 +109,7 @@ def one_run(
         "seconds": round(seconds, 2),
         "docs_per_s": round(docs / seconds, 1),
         "left": left,
+        "requests_per_db": {k: round(v / n, 2) for k, v in kinds.most_common() if v > 0},
     }
 
 
@@ -77,14 +122,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dbs", default="1,100,1000", help="numbers of databases (default 1,100,1000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    parser.add_argument(
+        "--requests",
+        action="store_true",
+        help="also print the server's requests per database by kind (the local pouchdb-server's log)",
+    )
     args = parser.parse_args(argv)
     pouch = None if args.url else PouchServer().start()
     redis_server = RedisServer().start()
     try:
         url = args.url or pouch.url  # type: ignore[union-attr]
+        log = RequestLog(pouch.dir / "log.txt") if args.requests and pouch is not None else None
         client = CouchClient(url)
         runs = [
-            one_run(client, url, redis_server.url, int(n), args.total, args.workers)
+            one_run(client, url, redis_server.url, int(n), args.total, args.workers, log)
             for n in args.dbs.split(",")
         ]
     finally:
@@ -105,6 +156,10 @@ def main(argv: list[str] | None = None) -> None:
         f"target: {runs[-1]['databases']} databases >= 0.5 x {runs[0]['databases']}: {ratio:.2f} x"
         f" ({verdict})"
     )
+    for r in runs if args.requests else []:
+        print(f"requests per database, {r['databases']} databases (timed part):")
+        for kind, per_db in r["requests_per_db"].items():
+            print(f"  {per_db:8.2f}  {kind}")
     if args.json_out:
         with open(args.json_out, "w") as out:
             json.dump(runs, out, indent=2)
