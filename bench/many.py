@@ -4,7 +4,9 @@ A database per tenant is the usual CouchDB pattern behind PouchDB sync, and most
 each N it seeds N fresh databases with TOTAL / N conflicted documents each (3 leaves, ~1 KB bodies),
 starts one dispatcher following them by a glob and W worker processes, and measures the documents
 resolved per second from the dispatcher's start to the last database caught up. It prints each
-figure next to the one-database figure (the target: the 1,000-database figure at least half of it).
+figure next to the one-database figure (the target: the 1,000-database figure at least half of it),
+with the CPU seconds the server (when it runs on this machine), the dispatcher and the workers spent in
+the timed part; ``--requests`` adds the server's requests per database by kind.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from bench.seed import conflicted_ids, remaining, seed
+from bench.server import find_server
 from bench.ways import BENCH_FARM, FarmRun
 from couchfarm.couch import CouchClient
 from couchfarm.ledger import Ledger
@@ -68,6 +72,22 @@ class RequestLog:
         return self.path.read_text().splitlines()[self.start :]
 
 
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes (a process and its children) used so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        total += times.user + times.system
+    return total
+
+
+def _spent(now: float | None, before: float | None) -> float | None:
+    return None if now is None or before is None else round(now - before, 1)
+
+
 def one_run(
     client: CouchClient,
     couch_url: str,
@@ -90,12 +110,20 @@ def one_run(
         time.sleep(3)  # the worker pool is up (Celery starts in about a second)
         if log:
             log.mark()
+        server = find_server(couch_url)
+        server_cpu, workers_cpu = server.cpu_seconds(), cpu_seconds(run.pids()["worker"])
         started = time.perf_counter()
         run.start_dispatcher()
         end = started + 1800
         while not settled(client, state, book, dbs) and time.perf_counter() < end:
             time.sleep(0.5)
         seconds = time.perf_counter() - started
+        pids = run.pids()
+        cpu = {
+            "server": _spent(server.cpu_seconds(), server_cpu),
+            "dispatcher": _spent(cpu_seconds(pids["dispatcher"]), 0.0),
+            "workers": _spent(cpu_seconds(pids["worker"]), workers_cpu),
+        }
         # the timed part's requests, less the last check's feed read of each database
         kinds = request_kinds(log.take()) if log else Counter()
         kinds["GET /{db}/_changes"] -= n if log else 0
@@ -109,6 +137,7 @@ def one_run(
         "seconds": round(seconds, 2),
         "docs_per_s": round(docs / seconds, 1),
         "left": left,
+        "cpu_seconds": cpu,
         "requests_per_db": {k: round(v / n, 2) for k, v in kinds.most_common() if v > 0},
     }
 
@@ -144,11 +173,16 @@ def main(argv: list[str] | None = None) -> None:
             pouch.close()
     base = runs[0]["docs_per_s"]
     first = f"vs {runs[0]['databases']}"
-    print(f"{'databases':>10} {'docs':>6} {'seconds':>8} {'docs/s':>8} {first:>8} {'left':>5}")
+    print(
+        f"{'databases':>10} {'docs':>6} {'seconds':>8} {'docs/s':>8} {first:>8} {'left':>5}"
+        f"  CPU s: {'server':>7} {'dispatcher':>10} {'workers':>8}"
+    )
     for r in runs:
+        cpu = {k: "n/a" if v is None else f"{v:.1f}" for k, v in r["cpu_seconds"].items()}
         print(
             f"{r['databases']:>10} {r['docs']:>6} {r['seconds']:>8.1f} {r['docs_per_s']:>8.1f} "
             f"{r['docs_per_s'] / base:>8.2f} {r['left']:>5}"
+            f"         {cpu['server']:>7} {cpu['dispatcher']:>10} {cpu['workers']:>8}"
         )
     ratio = runs[-1]["docs_per_s"] / base
     verdict = "met" if ratio >= 0.5 else "NOT met"

@@ -56,6 +56,10 @@ class Discovery:
             self._at = time.monotonic()
         return self._known
 
+    def follows(self, db: str) -> bool:
+        """Whether ``db`` is one of the databases this farm follows (by name or by a glob)."""
+        return db in self.names or self._matches(db)
+
     def _matches(self, db: str) -> bool:
         if db.startswith("_") or db in self.exclude:
             return False

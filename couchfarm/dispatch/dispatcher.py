@@ -96,6 +96,7 @@ class Dispatcher:
             self.scheduler.wake,
             self.discovery.invalidate,
             busy=lambda: {db for db, f in list(self.followers.items()) if not f.idle},
+            follows=self.discovery.follows,
         )
         self._rng = random.Random()
         self._moving = False  #: the last round moved as many leases as a round may, and more remain

@@ -48,12 +48,16 @@ class ChangeSignal:
         wake: Callable[[str], None],
         on_created_or_deleted: Callable[[], None],
         busy: Callable[[], set[str]] = set,
+        follows: Callable[[str], bool] = lambda db: True,
     ) -> None:
         self.client, self.state, self.settings = client, state, settings
         self.held, self.wake, self.on_created_or_deleted = held, wake, on_created_or_deleted
         #: held databases whose follower reads again anyway (a first round to come, more to read, or
         #: batches open, whose completion marks the database): their update_seq is not polled
         self.busy = busy
+        #: whether the farm follows a database at all: ``_db_updates`` reports every database on the
+        #: server, and a mark nobody would ever take must not stay in Redis
+        self.follows = follows
         self._polled = 0  #: databases asked at the last poll
         self.stop = threading.Event()
         self.has_db_updates: bool | None = None  #: None until the server answered once
@@ -152,7 +156,11 @@ class ChangeSignal:
 
     def _signal(self, changed: set[str]) -> None:
         held = self.held()
-        self.state.mark_dirty(sorted(changed & held) if self.has_db_updates is False else sorted(changed))
+        if self.has_db_updates is False:
+            marked = changed & held
+        else:  # held elsewhere too: that holder's signal may have missed it
+            marked = {db for db in changed if self.follows(db)}
+        self.state.mark_dirty(sorted(marked))
         for db in set(self.state.dirty_among(sorted(held))) | (changed & held):
             self.wake(db)
 

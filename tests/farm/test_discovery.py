@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 import redis
 
+from couchfarm import keys
 from couchfarm.couch import CouchClient
 from couchfarm.dispatch import signal as signal_module
 from couchfarm.dispatch.discovery import Discovery
@@ -44,6 +45,10 @@ def test_db_updates_marks_changed_databases_and_relists_on_created() -> None:
     assert changed is not None and "rec_dbu1" in changed and listed == [1]
     sig._signal(changed)
     assert woken == ["rec_dbu1"] and sig.state.dirty_among(["rec_dbu1"]) == ["rec_dbu1"]
+    sig.follows = lambda db: db.startswith("tenant_")  # the farm follows tenant_* only
+    sig._signal({"tenant_held_elsewhere", "_users", "other_app"})
+    marks = sig.state.redis.smembers(sig.state.ks(keys.DIRTY))
+    assert "tenant_held_elsewhere" in marks and not {"_users", "other_app"} & marks  # never taken
 
 
 def test_with_db_updates_idle_databases_are_swept_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,3 +192,10 @@ def test_an_idle_database_costs_its_update_seq_poll_and_no_feed_read(couch_url: 
         runner.join(20)
         for name in names:
             counted.delete_db(name)
+
+
+def test_follows_names_and_globs_but_not_the_farms_own_or_system_databases() -> None:
+    client, _ = fake_client({})
+    d = Discovery(client, ["orders", "tenant_*"], 10.0, exclude=["tenant_state"])
+    assert d.follows("orders") and d.follows("tenant_a")
+    assert not d.follows("tenant_state") and not d.follows("_users") and not d.follows("other")
