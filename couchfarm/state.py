@@ -299,8 +299,10 @@ class FarmState:
         return bool(self.redis.sismember(self.ks(keys.PAUSED), db))
 
     def forget(self, db: str) -> None:
-        """Drop a deleted database from the set ``status`` reports (its checkpoints go with it)."""
+        """Drop a deleted database from the set ``status`` reports (its checkpoints and its dirty
+        mark go with it)."""
         self.redis.srem(self.ks(keys.DATABASES), db)
+        self.redis.srem(self.ks(keys.DIRTY), db)
         self.reset_checkpoint(db, fence_mirror=False)
 
     def databases(self) -> list[str]:

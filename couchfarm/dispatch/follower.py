@@ -92,6 +92,7 @@ class Follower:
         self._mirrored: Seq = object()
         self._mirror_at = 0.0
         self._rows_unmirrored = 0  #: feed rows read since the mirror was last written
+        self._mirror_behind = False  #: the last mirror was written while done was behind read
         self._mirror_rev: str | None = None  #: the mirror's rev as this follower last read or wrote it
         # failed rounds and refused publishes are tried again soon enough to recover within the
         # bound of a stall (2 x lease_ttl) once the cause is gone
@@ -108,9 +109,11 @@ class Follower:
         if self.lost:
             return None
         try:
+            # a change from now on marks it again; taken first, so a round that fails below is not
+            # woken again by the same mark (it backs off, and its next round reads: must_read)
+            marked = self.state.take_dirty(self.db)
             if not self.positioned:
                 self.continue_from_checkpoint()
-            marked = self.state.take_dirty(self.db)  # a change from now on marks it again
             after = self.step(read=marked or self.must_read)
             self._failures = 0
             return after
@@ -124,6 +127,7 @@ class Follower:
             return None
         except Exception as exc:  # CouchDB, Redis or a bug: never die holding a claim
             self._failures += 1
+            self.must_read = True  # the mark this round took may not have been read
             if self.until_idle and self._failures > self.settings.couch_retries:
                 self.problem = f"its rounds keep failing: {type(exc).__name__}: {exc}"
                 return None
@@ -163,6 +167,7 @@ class Follower:
         self._mirror_rev = self.client.put_local(self.db, MIRROR, body, rev=str(mirror.get("_rev", "")))
         if done is not None:
             self._mirrored, self._mirror_at = done, time.monotonic()
+            self._mirror_behind = cp.known and cp.read != done  # from the mirror: read starts there
         if cp.known:
             self.position = cp.read
         elif usable:
@@ -369,15 +374,18 @@ class Follower:
     def mirror(self, force: bool = False) -> None:
         """Copy ``done`` into the database (``_local``: never replicated), in one request, with the
         lease's fencing token (a mirror written by a holder older than a reset is ignored): when the
-        lease is released, and otherwise once ``MIRROR_ROWS`` feed rows were read since the last
-        mirror, at most every ``MIRROR_EVERY`` s. After Redis lost its data a follower resumes from
-        the mirror: it replays about ``MIRROR_ROWS`` rows at most, and a quiet database costs no
-        write for each of its few changes."""
+        lease is released, and otherwise at most every ``MIRROR_EVERY`` s once ``MIRROR_ROWS`` feed
+        rows were read since the last mirror or the last mirror was written while ``done`` was behind
+        ``read`` (batches open: it is written again once they complete). After Redis lost its data a
+        follower resumes from the mirror: it replays about ``MIRROR_ROWS`` rows, or what was open, at
+        most; a quiet database costs no write for each of its few changes."""
         if not force and (
-            self._rows_unmirrored < MIRROR_ROWS or time.monotonic() - self._mirror_at < MIRROR_EVERY
+            time.monotonic() - self._mirror_at < MIRROR_EVERY
+            or (self._rows_unmirrored < MIRROR_ROWS and not self._mirror_behind)
         ):
             return
-        done = self.state.checkpoint(self.db).done
+        cp = self.state.checkpoint(self.db)
+        done = cp.done
         if done is None or done == self._mirrored:
             return
         try:
@@ -388,6 +396,7 @@ class Follower:
                 rev=self._mirror_rev,
             )
             self._mirrored, self._mirror_at, self._rows_unmirrored = done, time.monotonic(), 0
+            self._mirror_behind = cp.read != done
         except CouchError as exc:
             log.warning("could not mirror the checkpoint of %s: %s", self.db, exc)
 

@@ -6,9 +6,11 @@ dispatcher, resumed from the farm's own checkpoint of it (``couchfarm:<farm>:db-
 ``_global_changes``), the ``update_seq`` of every idle database this dispatcher holds is polled every
 ``change_poll_interval`` (``POST /_dbs_info`` in bulk on CouchDB, ``GET /{db}`` one at a time
 otherwise; at most ``POLL_RATE`` databases a second); one at work is not polled (its follower reads
-again when its batches complete). A poll compares with what the database had at the last poll or,
-when its follower read the feed to the end since, with that read's ``last_seq`` (equal: nothing
-changed since; on a server whose two values never compare equal, one read too many). With
+again when its batches complete). A poll compares with what the database had at the last poll and
+with the ``last_seq`` of its follower's last read to the end: equal to either, nothing changed since
+(on CouchDB the two values never compare equal, so there the last poll's counts alone). A changed
+database's new value becomes its baseline only once its mark is written, so a mark lost to an error
+is found again at the next poll. With
 ``_db_updates``, the same poll runs every ``SWEEP_EVERY`` seconds as a sweep, in case the feed missed
 an update. A worker that completes a batch marks its database too (the holder moves ``done`` and
 claims what waited). Either way a change marks the database dirty in Redis
@@ -61,8 +63,9 @@ class ChangeSignal:
         self._polled = 0  #: databases asked at the last poll
         self.stop = threading.Event()
         self.has_db_updates: bool | None = None  #: None until the server answered once
-        #: the update_seq each held database had at the last poll, or its last read to the end since
-        self._seqs: dict[str, Any] = {}
+        self._seqs: dict[str, Any] = {}  #: the update_seq each held database had at the last poll
+        self._read: dict[str, Any] = {}  #: the last_seq of each held database's last read to the end
+        self._pending: dict[str, Any] = {}  #: the polled seqs of changed databases, kept once marked
         self._seqs_lock = threading.Lock()
         self._swept_at = time.monotonic()
         self._failures = 0
@@ -87,6 +90,7 @@ class ChangeSignal:
                     self._swept_at = time.monotonic()
                     changed |= self._poll()
                 self._signal(changed)
+                self._keep_polled()  # only once marked: a mark lost to an error is found again
                 if polled:
                     self.stop.wait(self.poll_interval)
                 self._failures = 0
@@ -123,9 +127,16 @@ class ChangeSignal:
                 log.debug("could not read the dirty marks: %s", exc)
 
     def read_to(self, db: str, last_seq: Any) -> None:
-        """``db``'s follower read its feed to the end, at ``last_seq``: the next poll compares with it."""
+        """``db``'s follower read its feed to the end, at ``last_seq``: an ``update_seq`` equal to it
+        means nothing changed since (pouchdb-server; CouchDB's two values never compare equal, and
+        there the poll compares with the last poll alone)."""
         with self._seqs_lock:
-            self._seqs[db] = last_seq
+            self._read[db] = last_seq
+
+    def _keep_polled(self) -> None:
+        with self._seqs_lock:
+            self._seqs.update(self._pending)
+            self._pending = {}
 
     @property
     def poll_interval(self) -> float:
@@ -134,8 +145,9 @@ class ChangeSignal:
         return max(self.settings.change_poll_interval, self._polled / POLL_RATE)
 
     def _poll(self) -> set[str]:
-        """Idle held databases whose ``update_seq`` moved since the last poll or read to the end (one
-        with neither counts as changed: its follower reads it once more), or that are gone. Busy ones are
+        """Idle held databases whose ``update_seq`` differs from both the last poll's and the follower's
+        last read to the end (one with neither counts as changed: its follower reads it once more),
+        or that are gone. Busy ones are
         left out: a database at work costs no poll, so a backlog does not pay for the signal."""
         held = self.held()
         quiet = sorted(held - self.busy())
@@ -148,10 +160,17 @@ class ChangeSignal:
             log.warning("could not poll update_seq: %s", exc)
             return set()
         with self._seqs_lock:
-            changed = {db for db, seq in seqs.items() if self._seqs.get(db, _UNSEEN) != seq}
+            changed = {
+                db
+                for db, seq in seqs.items()
+                if seq != self._seqs.get(db, _UNSEEN) and seq != self._read.get(db, _UNSEEN)
+            }
             changed |= set(quiet) - set(seqs)  # gone: its follower's read finds out and drops it
             kept = {db: seq for db, seq in self._seqs.items() if db in held and db not in seqs}
-            self._seqs = {**kept, **{db: seqs[db] for db in quiet if db in seqs}}
+            # a changed database's new seq becomes its baseline only once its mark is written
+            self._seqs = {**kept, **{db: seq for db, seq in seqs.items() if db not in changed}}
+            self._pending = {db: seqs[db] for db in changed if db in seqs}
+            self._read = {db: seq for db, seq in self._read.items() if db in held}
         return changed
 
     def _signal(self, changed: set[str]) -> None:

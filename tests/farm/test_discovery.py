@@ -98,6 +98,14 @@ def test_db_updates_rows_are_parsed() -> None:
     assert isinstance(page.last_seq, str)
 
 
+def look(sig: ChangeSignal) -> set[str]:
+    """One poll as the signal's thread makes it: poll, mark and wake, keep the new baselines."""
+    changed = sig._poll()
+    sig._signal(changed)
+    sig._keep_polled()
+    return changed
+
+
 def test_without_db_updates_the_signal_polls_update_seq(client: CouchClient, db: str) -> None:
     other = db + "x"
     client.create_db(other)
@@ -105,27 +113,30 @@ def test_without_db_updates_the_signal_polls_update_seq(client: CouchClient, db:
         woken: list[str] = []
         sig = signal(client, {db, other}, woken, [])
         assert sig._db_updates() is None and sig.has_db_updates is False
-        assert sig._poll() == {db, other}  # first look: both read once
-        assert sig._poll() == set()  # nothing changed
+        assert look(sig) == {db, other}  # first look: both read once
+        assert sig.state.take_dirty(db) and sig.state.take_dirty(other)
+        woken.clear()
+        assert look(sig) == set()  # nothing changed
         client.put(db, {"_id": "d", "v": 1})
-        changed = sig._poll()
-        assert changed == {db}
-        sig._signal(changed)
+        assert look(sig) == {db}
         assert woken == [db] and sig.state.dirty_among([db, other]) == [db]
         assert sig.state.take_dirty(db) and sig.state.dirty_among([db]) == []
         sig.busy = lambda: {db}  # batches open there: its follower reads after they complete
         client.put(db, {"_id": "e", "v": 1})
         client.put(other, {"_id": "e", "v": 1})
-        assert sig._poll() == {other} and sig._polled == 1  # a busy database costs no request
+        assert look(sig) == {other} and sig._polled == 1  # a busy database costs no request
         sig.busy = set
-        assert sig._poll() == {db}  # idle again: the change made meanwhile is seen
-        client.delete_db(other)
-        assert sig._poll() == {other}  # gone: its follower's next read finds out and drops it
+        assert look(sig) == {db}  # idle again: the change made meanwhile is seen
         client.put(db, {"_id": "f", "v": 1})
         sig.read_to(db, client.changes(db, since=None).last_seq)  # its follower read the change
-        assert db not in sig._poll()  # nothing since that read: no read again
+        assert db not in look(sig)  # nothing since that read: no read again
         client.put(db, {"_id": "g", "v": 1})
-        assert db in sig._poll()  # changed after its follower's last read
+        assert sig._poll() == {db}  # changed after its follower's last read ...
+        assert sig._poll() == {db}  # ... and, its mark never written (Redis failed), found again
+        sig.read_to(db, "7-g1AAAA-a-seq-no-update_seq-ever-equals")  # CouchDB: values never equal
+        assert look(sig) == {db} and look(sig) == set()  # the last poll's value counts: one read
+        client.delete_db(other)
+        assert look(sig) == {other}  # gone: its follower's next read finds out and drops it
     finally:
         if other in client.all_dbs():
             client.delete_db(other)

@@ -49,3 +49,25 @@ def test_the_mirror_is_written_with_the_lease_and_then_per_rows_read(
     assert client.get_local(db, MIRROR)["done"] == 9  # type: ignore[index]
     f.mirror(force=True)  # the lease is released: the mirror catches up, whatever was read
     assert client.get_local(db, MIRROR)["done"] == 10  # type: ignore[index]
+
+
+def test_a_mirror_written_while_batches_were_open_is_written_again_once_done_catches_up(
+    client: CouchClient, db: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows read are not the only reason: a mirror that recorded a done behind read (batches open)
+    is brought up to date once done moves, however few rows were read since."""
+    monkeypatch.setattr(follower_module, "MIRROR_EVERY", 0.0)
+    state = FarmState(redis.Redis.from_url(redis_url, decode_responses=True), FARM)
+    add(client, db, 0, 6)
+    lease = state.acquire(db, "test", 30)
+    assert lease is not None
+    state.write_checkpoint(lease, "read", 6)  # read on to 6, done still at 2: a batch was open
+    state.write_checkpoint(lease, "done", 2)
+    f = Follower(client, state, Ledger(state.redis, FARM), lease, Settings(farm=FARM), _NoBroker())
+    f.continue_from_checkpoint()
+    assert client.get_local(db, MIRROR)["done"] == 2  # type: ignore[index]
+    f.round()  # nothing open any more: done follows read, and the mirror follows done
+    assert state.checkpoint(db).done == 6 and client.get_local(db, MIRROR)["done"] == 6  # type: ignore[index]
+    add(client, db, 6, 1)
+    f.round()  # caught up when last mirrored: a row or two costs no write
+    assert state.checkpoint(db).done == 7 and client.get_local(db, MIRROR)["done"] == 6  # type: ignore[index]

@@ -96,3 +96,12 @@ def test_reset_fences_the_mirror_of_older_holders(state: FarmState) -> None:
     assert not cp.known and cp.reset_token == token > lease.token  # a mirror under `lease` is stale
     state.reset_checkpoint("db", fence_mirror=False)
     assert state.checkpoint("db").reset_token == -1
+
+
+def test_forgetting_a_deleted_database_drops_its_dirty_mark(state: FarmState) -> None:
+    lease = state.acquire("gone", "d1", 30)
+    assert lease is not None
+    state.write_checkpoint(lease, "read", 5)
+    state.mark_dirty(["gone", "kept"])
+    state.forget("gone")
+    assert state.dirty_among(["gone", "kept"]) == ["kept"] and not state.checkpoint("gone").known
