@@ -176,10 +176,13 @@ def test_four_reasons_flower_metrics_replay_and_no_secrets(
         assert started.ok, started.text
         wait_for(lambda: store.get(entries["vdu-0"].id) is None, 30, "vdu-0 replayed from Flower")
         # stop the farm, fix the strategies, replay the rest from the command line
-        for name, proc in farm.procs:
-            if name in ("w", "d"):
-                proc.terminate()
-                proc.wait(30)
+        # the dispatcher first (no new batches), then the worker, which may hold a retry's countdown:
+        # Celery's soft shutdown keeps it up to 30 s for that (workers/celery_app.py)
+        for stopping in ("d", "w"):
+            for name, proc in farm.procs:
+                if name == stopping:
+                    proc.terminate()
+                    proc.wait(45)
         replayed = run_cli(farm.env, "dlq", "replay", "--all", "--config", str(fixed))
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert store.count() == 0

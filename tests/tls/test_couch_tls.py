@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from couchfarm.replication.endpoints import node_clients
 from couchfarm.replication.expand import load_topology
 from couchfarm.replication.render import resolve_credentials
 from couchfarm.tls import TLSError
+from tests.helpers import wait_for
 from tests.tls.certs import Certs
 from tests.tls.conftest import couch_env, settings
 from tests.tls.proxy import TLSProxy
@@ -76,6 +78,9 @@ def test_without_a_client_certificate_the_error_says_so(
         "The server asks for a client certificate: set couch_cert_file and couch_key_file."
     )
     assert caught.value.field == "couch_cert_file"
+    # the proxy's thread records the refusal after the client already has its alert (TLS 1.3)
+    wait_for(lambda: couch_proxy.refused[refused:], 10, "the proxy recorded the refused handshake")
+    time.sleep(0.5)  # a retry, were there one, would be refused again by now
     assert couch_proxy.refused[refused:] == ["PEER_DID_NOT_RETURN_A_CERTIFICATE"]  # final: not retried
 
 
