@@ -21,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 from bench.seed import conflicted_ids, remaining, seed
-from bench.server import find_server
+from bench.server import ServerProcess, find_server
 from bench.ways import BENCH_FARM, FarmRun
 from couchfarm.couch import CouchClient
 from couchfarm.ledger import Ledger
@@ -74,14 +73,8 @@ class RequestLog:
 
 def cpu_seconds(pids: list[int]) -> float | None:
     """User + system CPU seconds the processes (a process and its children) used so far."""
-    total = 0.0
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        total += times.user + times.system
-    return total
+    each = [ServerProcess(pid, "").cpu_seconds() for pid in pids]
+    return None if None in each else sum(t for t in each if t is not None)
 
 
 def _spent(now: float | None, before: float | None) -> float | None:

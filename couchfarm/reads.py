@@ -19,7 +19,7 @@ after the feed row is not seen here: it is a change of its own, and its row brin
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from typing import Any
 
 from couchfarm.errors import NotFound
@@ -113,27 +113,20 @@ def read_revisions(http: Any, db: str, pairs: list[tuple[str, str]]) -> dict[tup
     return out
 
 
-def update_seqs(client: Any, dbs: list[str], parallel: int) -> dict[str, Any]:
+def update_seqs(client: Any, dbs: list[str]) -> dict[str, Any]:
     """Each database's ``update_seq`` (opaque; compared for equality only); a database that does not
     exist is left out. ``POST /_dbs_info`` answers 100 at a time on CouchDB 2.2+; elsewhere one
-    ``GET /{db}`` each, at most ``parallel`` at once."""
+    ``GET /{db}`` each, one at a time: on a busy server each answer comes later and polling slows
+    down by itself, never holding more than one of the server's request slots."""
     if not dbs:
         return {}
+    out: dict[str, Any] = {}
     if client.is_couchdb:
-        out: dict[str, Any] = {}
         for i in range(0, len(dbs), 100):
             rows = client.http.request("POST", "_dbs_info", body={"keys": dbs[i : i + 100]}).json()
             out.update({r["key"]: r["info"]["update_seq"] for r in rows if isinstance(r.get("info"), dict)})
         return out
-
-    def one(db: str) -> tuple[str, Any]:
-        try:
-            return db, client.db_info(db).get("update_seq")
-        except NotFound:
-            return db, _GONE
-
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(dbs))), thread_name_prefix="poll") as pool:
-        return {db: seq for db, seq in pool.map(one, dbs) if seq is not _GONE}
-
-
-_GONE: Any = object()
+    for db in dbs:
+        with contextlib.suppress(NotFound):
+            out[db] = client.db_info(db).get("update_seq")
+    return out

@@ -10,14 +10,14 @@ again when its batches complete). A poll compares with what the database had at 
 with the ``last_seq`` of its follower's last read to the end: equal to either, nothing changed since
 (on CouchDB the two values never compare equal, so there the last poll's counts alone). A changed
 database's new value becomes its baseline only once its mark is written, so a mark lost to an error
-is found again at the next poll. With
-``_db_updates``, the same poll runs every ``SWEEP_EVERY`` seconds as a sweep, in case the feed missed
-an update. A worker that completes a batch marks its database too (the holder moves ``done`` and
-claims what waited). Either way a change marks the database dirty in Redis
-(``couchfarm:<farm>:dirty``, so a new lease holder knows too) and wakes its follower; a
-``created``/``deleted`` event makes discovery look again. A second thread looks at the marks of the
-databases held every ``MARKS_EVERY`` s (one Redis call), so a completion or another dispatcher's mark
-wakes the follower at once, not at the end of a long poll. Nothing else reads an idle database.
+is found again at the next poll. With ``_db_updates``, the same poll runs every ``SWEEP_EVERY``
+seconds as a sweep, in case the feed missed an update. A worker that completes a batch marks its
+database too (the holder moves ``done`` and claims what waited). Either way a change marks the
+database dirty in Redis (``couchfarm:<farm>:dirty``, so a new lease holder knows too) and wakes its
+follower; a ``created``/``deleted`` event makes discovery look again. A second thread looks at the
+marks of the databases held every ``MARKS_EVERY`` s (one Redis call), so a completion or another
+dispatcher's mark wakes the follower at once, not at the end of a long poll. Nothing else reads an
+idle database.
 """
 
 from __future__ import annotations
@@ -145,17 +145,15 @@ class ChangeSignal:
         return max(self.settings.change_poll_interval, self._polled / POLL_RATE)
 
     def _poll(self) -> set[str]:
-        """Idle held databases whose ``update_seq`` differs from both the last poll's and the follower's
-        last read to the end (one with neither counts as changed: its follower reads it once more),
-        or that are gone. Busy ones are
-        left out: a database at work costs no poll, so a backlog does not pay for the signal."""
+        """Idle held databases whose ``update_seq`` differs from both the last poll's and the
+        follower's last read to the end (one with neither counts as changed: its follower reads it
+        once more), or that are gone. Busy ones are left out: a database at work costs no poll, so a
+        backlog does not pay for the signal."""
         held = self.held()
         quiet = sorted(held - self.busy())
         self._polled = len(quiet)
         try:
-            # one request at a time: on a busy server each answer comes later and polling slows
-            # down by itself, never holding more than one of the server's request slots
-            seqs = update_seqs(self.client, quiet, 1)
+            seqs = update_seqs(self.client, quiet)
         except CouchError as exc:
             log.warning("could not poll update_seq: %s", exc)
             return set()
@@ -180,7 +178,7 @@ class ChangeSignal:
         else:  # held elsewhere too: that holder's signal may have missed it
             marked = {db for db in changed if self.follows(db)}
         self.state.mark_dirty(sorted(marked))
-        for db in set(self.state.dirty_among(sorted(held))) | (changed & held):
+        for db in changed & held:  # marks made elsewhere: the marks thread (_watch_marks)
             self.wake(db)
 
 
